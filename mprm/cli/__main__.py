@@ -1,0 +1,3 @@
+from mprm.cli import main
+
+raise SystemExit(main())

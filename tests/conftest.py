@@ -1,0 +1,70 @@
+"""Shared fixtures: synthetic data and tiny backbones, built once per test session.
+
+Every tiny model goes to disk through ``save_pretrained`` and is loaded back by the same code a
+real checkpoint uses. Nothing here downloads anything.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not any(item.get_closest_marker("gpu") for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def python_exe() -> str:
+    return sys.executable
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    """A small synthetic corpus + benchmark + images (``mprm synth`` layout)."""
+    from mprm.data.synth import generate
+
+    out = tmp_path_factory.mktemp("synth")
+    generate(out, sources=3, rollouts=60, benchmark_items=24, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(tmp_path_factory) -> Path:
+    from mprm.models.tiny import build_tiny
+
+    out = tmp_path_factory.mktemp("tiny_qwen")
+    build_tiny("qwen2_5_vl", out, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_internvl_dir(tmp_path_factory) -> Path:
+    from mprm.models.tiny import build_tiny
+
+    out = tmp_path_factory.mktemp("tiny_internvl")
+    build_tiny("internvl", out, seed=0)
+    return out
