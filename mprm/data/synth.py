@@ -489,11 +489,12 @@ def _write_benchmark(out: Path, n: int, seed: int, images: bool, pad: _Padder) -
                 for scene, p in zip(scenes, paths):
                     draw_scene(scene, out / p)
                     written += 1
-            labels = [-1 if rng.random() < BENCH_NEUTRAL_SHARE else int(j < err) for j in range(len(steps))]
+            # VisualProcessBench coding (METHOD.md 7): 1 correct, -1 incorrect, 0 neutral.
+            labels = [0 if rng.random() < BENCH_NEUTRAL_SHARE else (1 if j < err else -1) for j in range(len(steps))]
             counts["steps"] += len(steps)
             counts["correct"] += labels.count(1)
-            counts["incorrect"] += labels.count(0)
-            counts["neutral"] += labels.count(-1)
+            counts["incorrect"] += labels.count(-1)
+            counts["neutral"] += labels.count(0)
             _dump(fh, {
                 "id": f"synth-bench-{i:06d}",
                 "image": paths,

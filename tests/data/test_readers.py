@@ -1,0 +1,126 @@
+"""Readers (jsonl, parquet, benchmark, training format, TRL) and the fast scan's agreement with
+the precise validation path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mprm.data.jsonl import scan_file
+from mprm.data.readers import (
+    iter_corpus,
+    read_benchmark,
+    read_corpus,
+    read_training_jsonl,
+    read_trl_stepwise,
+    write_trl_stepwise,
+)
+from mprm.data.validation import DataError
+
+
+def _messy(tools):
+    """Valid lines of many shapes plus every kind of bad line."""
+    r = tools.rollout
+    lines = [
+        r([1.0, 0.0], id=12),
+        r([0.5], image=["x.png", "y.png"], question_zh="图里有几个圆？"),
+        r([1.0, 1, 0.0], question_orig=""),  # falls back to the instruction-formatted question
+        r([0.25, 0.0], totals=[16, 0]),
+        "",
+        b'{"image": "a.png", "question": "q", "steps_with_score": [{"step": "s", "score": 1.0}], "answer": 5}',
+        b"not json",
+        r([1.5]),
+        r([0.5, 0.0]) | {"image": ""},
+        b'{"image": "a.png", "question": "q", "steps_with_score": [{"step": "s", "score": Infinity}]}',
+        r([1.0]) | {"steps_with_score": [{"step": "a", "score": 0.5, "num_mc_correct": 9, "num_mc_total": 8}]},
+        r([1.0]) | {"question_orig": None, "question": None},
+        b'{"image": "a.png", "question": "q", "steps_with_score": [{"step": "s", "score": 0.5, "num_mc_total": 16.0}]}',
+        "   ",
+        r([0.0, 0.0, 0.0]),
+    ]
+    return lines
+
+
+@pytest.mark.parametrize("unannotated", ["negative", "truncate"])
+def test_fast_scan_agrees_with_precise_reader(tmp_path, tools, unannotated):
+    path = tools.write_jsonl(tmp_path / "src.jsonl", _messy(tools))
+    results = list(iter_corpus(path, lenient=True, unannotated=unannotated))
+    scan = scan_file(path, source="src", lenient=True, unannotated=unannotated)
+    assert scan.n_lines == len(results) == 13  # every non-empty line accounted for
+    kept = [x for x in results if x.rollout]
+    assert [row[0] for row in scan.rows] == [x.line for x in kept] == [1, 2, 3, 4, 6, 15]
+    for row, x in zip(scan.rows, kept):
+        scores = x.rollout.mc_scores
+        assert row[3] == x.rollout.id
+        assert row[4:8] == (len(scores), sum(s > 0 for s in scores), sum(scores), sum(s <= 0 for s in scores))
+    assert [(line, reason) for line, _, reason, _ in scan.rejected] == [(x.line, x.reason) for x in results if not x.rollout]
+    assert kept[0].rollout.id == "12" and kept[1].rollout.images == ["x.png", "y.png"]
+    assert kept[2].rollout.question.startswith("<image>") and kept[4].rollout.answer == "5"
+    assert kept[1].rollout.extra["question_zh"] == "图里有几个圆？"
+    assert len(kept[3].rollout.steps) == (1 if unannotated == "truncate" else 2)
+
+
+def test_strict_reader_raises_with_location(tmp_path, tools):
+    path = tools.write_jsonl(tmp_path / "src.jsonl", _messy(tools))
+    with pytest.raises(DataError) as err:
+        read_corpus(path)
+    assert str(err.value) == f"{path}:7: line: invalid JSON ('Expecting value: line 1 column 1 (char 0)')"
+
+
+def test_jsonl_and_parquet_give_the_same_rollouts(tmp_path, tools):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    recs = [tools.rollout([1.0, 0.0], id="j"), tools.rollout([0.5, 0.5, 0.0], id="k"), tools.rollout([0.0625], id=None)]
+    jl = tools.write_jsonl(tmp_path / "src.jsonl", recs)
+    pq.write_table(pa.Table.from_pylist(recs), tmp_path / "src.parquet")
+    a = read_corpus(jl)
+    b = read_corpus(tmp_path / "src.parquet")
+    assert [r.to_training_dict() for r in a] == [r.to_training_dict() for r in b]
+    assert [r.id for r in b] == ["j", "k", "src:3"]
+    scan = scan_file(tmp_path / "src.parquet", source="src")
+    assert [row[4:7] for row in scan.rows] == [(2, 1, 1.0), (3, 2, 1.0), (1, 1, 0.0625)]
+
+
+def test_selected_jsonl_round_trip_and_trl(tmp_path, tools):
+    from mprm.cli import main
+
+    recs = [tools.rollout([1.0, 0.0]), tools.rollout([0.5, 0.5, 0.0], id="k")]
+    path = tools.write_jsonl(tmp_path / "src.jsonl", recs)
+    assert main(["select", "--input", str(path), "--strategy", "full", "--no-plot", "--output", str(tmp_path / "o")]) == 0
+    rows = read_training_jsonl(tmp_path / "o" / "selected.jsonl")
+    assert rows == [r.to_training_dict() for r in read_corpus(path)]
+    assert write_trl_stepwise(rows, tmp_path / "trl.jsonl") == 2
+    line = json.loads((tmp_path / "trl.jsonl").read_text().splitlines()[1])
+    assert line["prompt"] == "How many circles?" and line["labels"] == [True, True, False]
+    back = read_trl_stepwise(tmp_path / "trl.jsonl")
+    for a, b in zip(rows, back):
+        assert (b["id"], b["images"], b["question"], b["steps"], b["labels"]) == (
+            a["id"], a["images"], a["question"], a["steps"], a["labels"])
+    soft = [dict(rows[0], labels=[1.0, 0.5])]
+    with pytest.raises(ValueError, match="soft labels"):
+        write_trl_stepwise(soft, tmp_path / "soft.jsonl")
+
+
+def test_read_benchmark(tmp_path, tools):
+    item = {"image": ["images/1.png"], "question": "<image 1> q", "answer": "B",
+            "response": {"steps": ["a", "b", "c"], "process_correctness": [1, -1, 0]},
+            "policy_model": "gpt-4o", "data_source": "MMMU_DEV_VAL"}
+    bad = dict(item, response={"steps": ["a"], "process_correctness": [2]})
+    path = tools.write_jsonl(tmp_path / "test.jsonl", [item, dict(item, id="x9"), bad])
+    items = read_benchmark(path, lenient=True)
+    assert [i.id for i in items] == ["1", "x9"]
+    assert items[0].labels == [1, 0, -1] and items[0].data_source == "MMMU_DEV_VAL" and items[0].policy_model == "gpt-4o"
+    with pytest.raises(DataError, match=r"test.jsonl:3: response.process_correctness\[0\]: not 1, 0 or -1 \(2\)"):
+        read_benchmark(path)
+
+
+def test_data_layer_imports_no_torch():
+    code = ("import sys, mprm.data, mprm.data.readers, mprm.data.selection, mprm.data.report, mprm.data.jsonl, "
+            "mprm.data.validation, mprm.cli.select; "
+            "bad = [m for m in ('torch', 'transformers', 'accelerate') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

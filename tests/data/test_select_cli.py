@@ -1,0 +1,179 @@
+"""``mprm select`` end to end on hand-made corpora: outputs, accounting, bad input strict and lenient."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mprm.cli import main
+
+BAD_CASES = [
+    # (line bytes or record, field: problem in the message)
+    (b'{"image": "a.png", "steps_with_score": [', "line: invalid JSON"),
+    (b"[1, 2, 3]", "line: not a JSON object"),
+    (b'"just a string"', "line: not a JSON object"),
+    ("no_image", "image: missing"),
+    ("empty_image", "image: empty"),
+    ("empty_image_list", "image: empty"),
+    ("no_steps", "steps_with_score: missing"),
+    ("empty_steps", "steps_with_score: empty"),
+    ("empty_step_text", "steps_with_score[1].step: empty"),
+    ("blank_step_text", "steps_with_score[0].step: empty"),
+    ("no_score", "steps_with_score[1].score: missing"),
+    ("string_score", "steps_with_score[0].score: not a number"),
+    ("bool_score", "steps_with_score[0].score: not a number"),
+    (b'{"image": "a.png", "question": "q", "steps_with_score": [{"step": "s", "score": NaN}]}',
+     "steps_with_score[0].score: NaN"),
+    ("score_above_one", "steps_with_score[1].score: outside [0, 1]"),
+    ("negative_score", "steps_with_score[0].score: outside [0, 1]"),
+    ("correct_gt_total", "steps_with_score[0].num_mc_correct: greater than num_mc_total"),
+    (b'{"image": "a\xff.png", "question": "q", "steps_with_score": [{"step": "s", "score": 1.0}]}',
+     "line: not valid UTF-8"),
+]
+
+
+def _bad(tools, name):
+    if isinstance(name, bytes):
+        return name
+    r = tools.rollout([1.0, 0.5])
+    steps = r["steps_with_score"]
+    edits = {
+        "no_image": lambda: r.pop("image"),
+        "empty_image": lambda: r.update(image=""),
+        "empty_image_list": lambda: r.update(image=[]),
+        "no_steps": lambda: r.pop("steps_with_score"),
+        "empty_steps": lambda: r.update(steps_with_score=[]),
+        "empty_step_text": lambda: steps[1].update(step=""),
+        "blank_step_text": lambda: steps[0].update(step="  \n "),
+        "no_score": lambda: steps[1].pop("score"),
+        "string_score": lambda: steps[0].update(score="0.5"),
+        "bool_score": lambda: steps[0].update(score=True),
+        "score_above_one": lambda: steps[1].update(score=1.5),
+        "negative_score": lambda: steps[0].update(score=-0.0625),
+        "correct_gt_total": lambda: steps[0].update(num_mc_correct=17),
+    }
+    edits[name]()
+    return r
+
+
+def _run(args, capsys):
+    code = main(["select", *args])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad,message", BAD_CASES, ids=[m for _, m in BAD_CASES])
+def test_bad_record_strict_and_lenient(tmp_path, tools, capsys, bad, message):
+    good = [tools.rollout([1.0, 0.0]), tools.rollout([1.0, 1.0]), tools.rollout([0.5, 0.0, 0.0])]
+    path = tools.write_jsonl(tmp_path / "ann" / "src.jsonl", [good[0], good[1], _bad(tools, bad), good[2]])
+    out = tmp_path / "out"
+    code, err = _run(["--input", str(path.parent), "--strategy", "bis", "--fraction", "0.5", "--no-plot", "--output", str(out)], capsys)
+    assert code == 2
+    assert f"{path}:3: {message}" in err  # FILE:LINE: field: problem (value)
+    assert err.split(f"{path}:3: ")[1].split("\n")[0].rstrip().endswith(")")
+
+    code, err = _run(["--input", str(path.parent), "--strategy", "bis", "--fraction", "0.5", "--lenient",
+                      "--no-plot", "--output", str(out)], capsys)
+    assert code == 0, err
+    manifest = tools.read_jsonl(out / "manifest.jsonl")
+    assert [r["line"] for r in manifest] == [1, 2, 3, 4]
+    assert manifest[2]["reason"].startswith(message) and manifest[2]["score"] is None and not manifest[2]["selected"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["input"]["rejected"] == 1 and report["input"]["valid"] == 3
+    code_key = message.replace("[1]", "[]").replace("[0]", "[]")
+    (reason, count), = report["input"]["rejected_by_reason"].items()
+    assert count == 1 and reason.startswith(code_key)
+    # k = max(1, floor(3 * 0.5)) = 1 among the three valid rollouts: BIS .3, .05, (2/9+.05)*.5 -> line 1
+    assert [r["line"] for r in manifest if r["selected"]] == [1]
+
+
+@pytest.mark.slow
+def test_outputs_and_accounting(tmp_path, tools, capsys):
+    ann = tmp_path / "annotations"
+    a = [tools.rollout(s) for s in ([1.0, 0.0], [0.25, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0], [0.875, 0.0, 0.0])]
+    a[1]["id"] = "custom-7"
+    tools.write_jsonl(ann / "b_src.jsonl", [a[0], "", a[1], "   ", a[2], a[3], a[4], "[1]"])
+    tools.write_jsonl(ann / "a_src.jsonl", [tools.rollout([1.0, 0.5, 0.0]), tools.rollout([1.0])])
+    out = tmp_path / "out"
+    code, err = _run(["--input", str(tmp_path), "--strategy", "bis", "--fraction", "0.4", "--alpha", "0.05",
+                      "--lenient", "--output", str(out)], capsys)
+    assert code == 0, err
+    for name in ("manifest.jsonl", "selected.jsonl", "report.json", "report.md", "scores.png"):
+        assert (out / name).stat().st_size > 0
+    manifest = tools.read_jsonl(out / "manifest.jsonl")
+    # one row per non-empty line: 2 + 6; files in sorted name order
+    assert [(r["file"], r["line"]) for r in manifest] == [("a_src.jsonl", 1), ("a_src.jsonl", 2)] + [
+        ("b_src.jsonl", n) for n in (1, 3, 5, 6, 7, 8)]
+    assert manifest[3]["id"] == "custom-7" and manifest[2]["id"] == "b_src:1"
+    report = json.loads((out / "report.json").read_text())
+    # a_src: m = 2, k = max(1, floor(0.8)) = 1; b_src: m = 5, k = 2
+    assert report["k"] == {"a_src": 1, "b_src": 2}
+    assert sum(r["selected"] for r in manifest) == 3 == report["selected"]
+    selected = tools.read_jsonl(out / "selected.jsonl")
+    # b_src BIS: .3, (.25+.05)*.25=.075, .05, .05, (2/9+.05)*.875=.2382 -> lines 1 and 7
+    assert [r["id"] for r in selected] == ["a_src:1", "b_src:1", "b_src:7"]
+    assert selected[2]["labels"] == [1.0, 0.0, 0.0] and selected[2]["mc_scores"] == [0.875, 0.0, 0.0]
+    assert selected[0]["question"] == "How many circles?" and selected[0]["images"] == ["images/a.png"]
+    corpus = report["corpus"]["total"]
+    assert corpus["rollouts"] == 7 and corpus["steps"] == 3 + 1 + 2 + 2 + 3 + 2 + 3
+    assert corpus["error_step_ratio"] == pytest.approx(7 / 16)
+    assert corpus["mean_mc"] == pytest.approx((1.5 + 1.0 + 1.0 + 0.25 + 3.0 + 0.0 + 0.875) / 16)
+    assert corpus["mixed_share"] == pytest.approx(4 / 7)
+    assert report["subset"]["total"]["rollouts"] == 3 and report["subset"]["total"]["steps"] == 8
+    assert report["input"]["rejected_by_reason"] == {"line: not a JSON object": 1}
+    assert "| **total** |" in (out / "report.md").read_text()
+
+
+def test_thresholds_soft_labels_and_unannotated(tmp_path, tools, capsys):
+    r = tools.rollout([1.0, 0.0625, 0.0, 0.0], totals=[16, 16, 16, 0])
+    path = tools.write_jsonl(tmp_path / "s.jsonl", [r])
+    out = tmp_path / "o"
+    assert _run(["--input", str(path), "--strategy", "full", "--label-threshold", "1/16", "--no-plot", "--output", str(out)], capsys)[0] == 0
+    row = tools.read_jsonl(out / "selected.jsonl")[0]
+    assert row["labels"] == [1.0, 0.0, 0.0, 0.0]
+    report = json.loads((out / "report.json").read_text())
+    assert report["input"]["unannotated_steps"] == 1
+    assert report["corpus"]["total"]["error_step_ratio"] == pytest.approx(3 / 4)  # s <= 1/16
+    assert _run(["--input", str(path), "--strategy", "full", "--soft-labels", "--unannotated", "truncate",
+                 "--no-plot", "--output", str(out)], capsys)[0] == 0
+    row = tools.read_jsonl(out / "selected.jsonl")[0]
+    assert row["labels"] == [1.0, 0.0625, 0.0] and len(row["steps"]) == 3
+    report = json.loads((out / "report.json").read_text())
+    assert report["corpus"]["total"]["steps"] == 3 and report["corpus"]["total"]["error_step_ratio"] == pytest.approx(1 / 3)
+    # a rollout that starts unannotated has no annotated step left under truncate
+    bad = tools.write_jsonl(tmp_path / "t.jsonl", [tools.rollout([0.0, 0.0], totals=[0, 0])])
+    code, err = _run(["--input", str(bad), "--strategy", "full", "--unannotated", "truncate", "--output", str(out)], capsys)
+    assert code == 2 and "t.jsonl:1: steps_with_score: no annotated step" in err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--strategy", "bis"], "--fraction is required"),
+    (["--strategy", "bis", "--fraction", "1.5"], "must be in (0, 1]"),
+    (["--strategy", "nope", "--fraction", "0.5"], "invalid choice"),
+    (["--strategy", "bis", "--fraction", "0.5", "--label-threshold", "0.1", "--soft-labels"], "not allowed"),
+])
+def test_bad_arguments_exit_2(tmp_path, tools, capsys, args, needle):
+    path = tools.write_jsonl(tmp_path / "s.jsonl", [tools.rollout([1.0])])
+    code, err = _run(["--input", str(path), "--output", str(tmp_path / "o"), *args], capsys)
+    assert code == 2 and needle in err
+
+
+def test_missing_input_exit_2(tmp_path, capsys):
+    code, err = _run(["--input", str(tmp_path / "nope"), "--strategy", "full", "--output", str(tmp_path / "o")], capsys)
+    assert code == 2 and "no such file" in err
+
+
+def test_determinism_and_workers(tmp_path, tools, capsys):
+    import random
+
+    rng = random.Random(1)
+    for s in range(3):
+        recs = [tools.rollout([rng.choice([0.0, 1.0, 0.5, 0.9375]) for _ in range(rng.randint(1, 6))]) for _ in range(40)]
+        tools.write_jsonl(tmp_path / "ann" / f"s{s}.jsonl", recs)
+    outs = []
+    for i, (seed, workers) in enumerate([(5, 1), (5, 2), (6, 1)]):
+        out = tmp_path / f"o{i}"
+        assert _run(["--input", str(tmp_path / "ann"), "--strategy", "random", "--fraction", "0.25", "--seed", str(seed),
+                     "--workers", str(workers), "--no-plot", "--output", str(out)], capsys)[0] == 0
+        outs.append((out / "selected.jsonl").read_bytes() + (out / "manifest.jsonl").read_bytes())
+    assert outs[0] == outs[1] and outs[0] != outs[2]
