@@ -1,0 +1,260 @@
+"""The one formatting path for training and scoring (METHOD.md 6, 10.4, 10.5).
+
+A rollout becomes one user turn of the backbone's chat markup:
+
+    <|im_start|>system\\n{system}<|im_end|>\\n<|im_start|>user\\n{image placeholder}\\n
+    Question: {question}\\nProcess: {step_1}<prm>\\n\\n{step_2}<prm>\\n\\n...{step_n}<prm>
+
+(decisions.md D-MODELS-1: both backbones carry the image and the Question/Process text in the user
+turn, as the authors' InternVL code does, and the sequence ends at the last ``<prm>``: a causal
+model's scores at the ``<prm>`` positions do not depend on anything after them.) The separator is
+configurable (METHOD.md 10.4); it holds ``<prm>`` exactly once, every step is followed by it and
+whatever follows ``<prm>`` in it is dropped after the last step, so the sequence of the first k
+steps is a prefix of the whole sequence: scoring all steps in one pass equals scoring each prefix.
+
+Two stages so the trainer can cache tokenisation: :meth:`Formatter.encode_text` (no pixels,
+JSON-serialisable) and :meth:`Formatter.attach_images`; :meth:`Formatter.collate` pads a batch.
+Free text (question, steps) is tokenised with special tokens split, so a literal ``<prm>`` or an
+image token inside a step can never create a scoring position or break the image-token count.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from mprm.models.backbones import BackboneSpec
+from mprm.models.images import ImageHandler, canvas_size, make_canvas
+
+PRM_TOKEN = "<prm>"
+DEFAULT_SEPARATOR = "<prm>\n\n"
+IGNORE_LABEL = -100.0
+MULTI_IMAGE_MODES = ("canvas", "separate")
+_BARE_IMAGE_TAG = re.compile(r"[ \t]*<image>[ \t]*\n?")
+_NUMBERED_IMAGE_TAG = re.compile(r"<image[ _]?(\d+)>")
+
+
+def clean_question(question: str) -> str:
+    """Remove image tags from a question (decisions.md D-MODELS-2).
+
+    A bare ``<image>`` (VisualPRM400K's instruction format) is dropped: the image itself comes
+    through the placeholder. Numbered tags ``<image 1>`` / ``<image_1>`` / ``<image1>``
+    (VisualProcessBench) become plain text ``image 1`` so references between the question and its
+    images survive.
+    """
+    text = _BARE_IMAGE_TAG.sub(" ", question)
+    text = _NUMBERED_IMAGE_TAG.sub(r"image \1", text)
+    text = re.sub(r"[ \t]{2,}", " ", text)
+    return "\n".join(line.strip() for line in text.strip().splitlines())
+
+
+def _item_id(example: dict[str, Any]) -> str:
+    return str(example.get("id", "<no id>"))
+
+
+def _step_labels(example: dict[str, Any], n_steps: int) -> list[float]:
+    """Per-step targets; benchmark neutral (-1) or missing labels are ignored (IGNORE_LABEL)."""
+    labels = example.get("labels")
+    if labels is None:
+        return [IGNORE_LABEL] * n_steps
+    if len(labels) != n_steps:
+        raise ValueError(f"item {_item_id(example)}: {len(labels)} labels for {n_steps} steps")
+    out = []
+    for j, y in enumerate(labels):
+        if y is None or y == -1:
+            out.append(IGNORE_LABEL)
+        elif 0.0 <= float(y) <= 1.0:
+            out.append(float(y))
+        else:
+            raise ValueError(f"item {_item_id(example)}: labels[{j}] = {y!r}; expected a value in [0, 1] or -1 (ignored)")
+    return out
+
+
+class Formatter:
+    """Turns examples (``images``, ``question``, ``steps``, optional ``labels``, ``id``) into model inputs."""
+
+    def __init__(self, *, tokenizer: Any, spec: BackboneSpec, images: ImageHandler,
+                 separator: str = DEFAULT_SEPARATOR, max_length: int = 8192, multi_image: str = "canvas",
+                 max_columns: int = 3) -> None:
+        if separator.count(PRM_TOKEN) != 1:
+            raise ValueError(f"separator {separator!r} must contain {PRM_TOKEN!r} exactly once")
+        if multi_image not in MULTI_IMAGE_MODES:
+            raise ValueError(f"multi_image={multi_image!r}; choose from {MULTI_IMAGE_MODES}")
+        if multi_image == "separate" and not spec.multi_image:
+            raise ValueError("this backbone takes one image per item; use multi_image='canvas'")
+        if max_length < 1:
+            raise ValueError(f"max_length must be positive, got {max_length}")
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.images = images
+        self.separator = separator
+        self.max_length = max_length
+        self.multi_image = multi_image
+        self.max_columns = max_columns
+        self.prm_token_id = int(tokenizer.convert_tokens_to_ids(PRM_TOKEN))
+        pad = tokenizer.pad_token_id
+        self.pad_token_id = int(pad if pad is not None else tokenizer.eos_token_id)
+        pre, post = separator.split(PRM_TOKEN)
+        self._sep_pre, self._sep_post = self._ids(pre), self._ids(post)
+        self._chat_prefix = self._ids(spec.chat_prefix.format(system=spec.system_prompt), split=False)
+
+    def _ids(self, text: str, *, split: bool = True) -> list[int]:
+        if not text:
+            return []
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=split)["input_ids"])
+
+    # ---- images -------------------------------------------------------------------------------
+    def _paths(self, example: dict[str, Any], image_root: str | Path | None) -> list[Path]:
+        root = Path(image_root) if image_root is not None else Path(".")
+        paths = [root / p for p in example.get("images") or []]
+        for p in paths:
+            if not p.is_file():
+                raise FileNotFoundError(f"item {_item_id(example)}: image {p} not found")
+        return paths
+
+    def image_sizes(self, example: dict[str, Any], image_root: str | Path | None = None) -> list[tuple[int, int]]:
+        """PIL ``(width, height)`` of every file in ``example["images"]`` (reads headers only)."""
+        sizes = []
+        for p in self._paths(example, image_root):
+            with Image.open(p) as im:
+                sizes.append(im.size)
+        return sizes
+
+    def load_images(self, example: dict[str, Any], image_root: str | Path | None = None) -> list[Image.Image]:
+        """The image(s) the model sees: one canvas (at most ``max_columns`` per row) or each file."""
+        loaded = []
+        for p in self._paths(example, image_root):
+            with Image.open(p) as im:
+                loaded.append(im.convert("RGB"))
+        if self.multi_image == "canvas" and len(loaded) > 1:
+            return [make_canvas(loaded, self.max_columns)]
+        return loaded
+
+    def _model_image_sizes(self, file_sizes: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+        sizes = [(int(w), int(h)) for w, h in file_sizes]
+        if self.multi_image == "canvas" and len(sizes) > 1:
+            return [canvas_size(sizes, self.max_columns)]
+        return sizes
+
+    # ---- stage 1: text ------------------------------------------------------------------------
+    def encode_text(self, example: dict[str, Any], *, image_sizes: Sequence[Sequence[int]] | None = None,
+                    image_root: str | Path | None = None, max_length: int | None = None) -> dict[str, Any]:
+        """Token ids, ``<prm>`` positions and labels of one example (JSON-serialisable).
+
+        ``image_sizes``: PIL ``(width, height)`` of each file of ``example["images"]``, in order
+        (:meth:`image_sizes` reads them from the headers); when omitted they are read from
+        ``image_root``. Image tokens are expanded here already, so positions are final.
+        Truncation to ``max_length`` drops whole trailing steps (``n_steps_cut`` counts them);
+        an item whose first step does not fit raises ``ValueError`` naming the item.
+        """
+        item = _item_id(example)
+        steps = example.get("steps")
+        if not steps:
+            raise ValueError(f"item {item}: no steps")
+        limit = self.max_length if max_length is None else max_length
+        n_files = len(example.get("images") or [])
+        if image_sizes is None:
+            image_sizes = self.image_sizes(example, image_root) if n_files else []
+        if len(image_sizes) != n_files:
+            raise ValueError(f"item {item}: {len(image_sizes)} image sizes for {n_files} images")
+        sizes = self._model_image_sizes(image_sizes)
+        counts = [self.images.num_tokens(w, h) for w, h in sizes]
+
+        ids = list(self._chat_prefix)
+        for n in counts:
+            ids += self.images.placeholder_ids(n) + self._ids("\n")
+        ids += self._ids(f"Question: {clean_question(str(example.get('question', '')))}\nProcess: ")
+        texts = [str(s).strip() for s in steps]
+        step_ids = self.tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        labels = _step_labels(example, len(steps))
+
+        positions: list[int] = []
+        kept = 0
+        for j, sid in enumerate(step_ids):
+            piece = (self._sep_post if j else []) + list(sid) + self._sep_pre
+            if len(ids) + len(piece) + 1 > limit:
+                break
+            ids += piece
+            positions.append(len(ids))
+            ids.append(self.prm_token_id)
+            kept += 1
+        if kept == 0:
+            need = len(ids) + len(step_ids[0]) + len(self._sep_pre) + 1
+            raise ValueError(f"item {item}: the prompt and its first step take {need} tokens, more than max_length {limit}")
+        return {
+            "id": item,
+            "input_ids": ids,
+            "prm_positions": positions,
+            "labels": labels[:kept],
+            "n_steps": kept,
+            "n_steps_cut": len(steps) - kept,
+            "image_sizes": [list(s) for s in sizes],
+            "image_token_counts": counts,
+        }
+
+    # ---- stage 2: pixels ----------------------------------------------------------------------
+    def attach_images(self, encoded: dict[str, Any], images: Sequence[Image.Image]) -> dict[str, Any]:
+        """Add pixel inputs for ``images`` (as :meth:`load_images` returns them) to an encoded item.
+
+        Checks that every image takes exactly the number of tokens ``encode_text`` reserved for it.
+        """
+        expected = list(encoded.get("image_token_counts", []))
+        if len(images) != len(expected):
+            raise ValueError(f"item {encoded.get('id')}: {len(images)} images for {len(expected)} image placeholders "
+                             f"(multi_image={self.multi_image!r})")
+        out = dict(encoded)
+        if not images:
+            return out
+        pixels, counts = self.images.process(images)
+        if counts != expected:
+            raise ValueError(f"item {encoded.get('id')}: images take {counts} tokens but the text reserved {expected}; "
+                             f"image sizes given to encode_text {encoded.get('image_sizes')} differ from "
+                             f"{[list(im.size) for im in images]}")
+        out.update(pixels)
+        return out
+
+    def encode(self, example: dict[str, Any], image_root: str | Path | None = None) -> dict[str, Any]:
+        """Both stages at once (the scoring path)."""
+        if not example.get("images"):
+            return self.attach_images(self.encode_text(example, image_sizes=[]), [])
+        sizes = self.image_sizes(example, image_root)
+        return self.attach_images(self.encode_text(example, image_sizes=sizes), self.load_images(example, image_root))
+
+    # ---- batching -----------------------------------------------------------------------------
+    def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Right-padded batch; one entry of ``prm_*`` per ``<prm>`` position in batch order."""
+        if not items:
+            raise ValueError("collate needs at least one item")
+        width = max(len(it["input_ids"]) for it in items)
+        input_ids = torch.full((len(items), width), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(items), width), dtype=torch.long)
+        rows, cols, labels, counts = [], [], [], []
+        for b, it in enumerate(items):
+            n = len(it["input_ids"])
+            input_ids[b, :n] = torch.tensor(it["input_ids"], dtype=torch.long)
+            attention[b, :n] = 1
+            rows += [b] * len(it["prm_positions"])
+            cols += list(it["prm_positions"])
+            labels += [float(y) for y in it["labels"]]
+            counts.append(len(it["prm_positions"]))
+            if it.get("image_token_counts") and "pixel_values" not in it:
+                raise ValueError(f"item {it.get('id')}: has image placeholders but no pixels; call attach_images first")
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": attention,
+            "prm_batch_index": torch.tensor(rows, dtype=torch.long),
+            "prm_positions": torch.tensor(cols, dtype=torch.long),
+            "prm_labels": torch.tensor(labels, dtype=torch.float32),
+            "prm_counts": torch.tensor(counts, dtype=torch.long),
+        }
+        with_pixels = [it for it in items if "pixel_values" in it]
+        if with_pixels:
+            batch.update(self.images.concat(with_pixels))
+        if "mm_token_type_ids" in self.spec.forward_keys:
+            batch["mm_token_type_ids"] = (input_ids == self.images.image_token_id).to(torch.int32) * attention.int()
+        return batch

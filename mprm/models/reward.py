@@ -1,0 +1,341 @@
+"""The step reward model: a backbone plus a head read at every ``<prm>`` position (METHOD.md 6).
+
+Head ``yes_no`` (the paper's): the logits of the tokens "Yes" and "No" at each ``<prm>`` position
+(the position itself, no shift), 2-way cross-entropy with target ``[y, 1 - y]`` (hard or soft),
+score = softmax P("Yes"). Head ``linear``: a new ``Linear(hidden, 1)`` on the ``<prm>`` hidden
+state with BCE, score = sigmoid. The loss comes back as a sum and a count of labelled steps so the
+trainer can normalise over a whole optimiser step (METHOD.md 10.6).
+
+The LM head is only ever applied to the gathered ``[n_prm, hidden]`` hidden states, never to the
+whole sequence. The full ``lm_head`` module is called on them and the two columns picked: cheap
+(n_prm rows), and under DeepSpeed ZeRO-3 the module call is what triggers the gather of its
+partitioned weight (decisions.md D-MODELS-4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.utils import ModelOutput
+
+from mprm.models.backbones import BackboneSpec, detect_backbone, get_backbone
+from mprm.models.lora import LoraSettings, apply_lora
+from mprm.models.prompting import DEFAULT_SEPARATOR, IGNORE_LABEL, PRM_TOKEN, Formatter
+
+HEADS = ("yes_no", "linear")
+CONFIG_FILE = "mprm_config.json"
+SCORE_HEAD_FILE = "score_head.safetensors"
+ADAPTER_DIR = "adapter"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class RewardOutput(ModelOutput):
+    """``loss_sum`` over labelled ``<prm>`` positions, their count, P(correct) per position, logits.
+
+    A transformers ``ModelOutput`` (a dict as well as a dataclass) so that DeepSpeed ZeRO-3 can see
+    the tensors in it and hook the backward pass.
+    """
+
+    loss_sum: torch.Tensor | None = None
+    n_labelled: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+
+    @property
+    def loss(self) -> torch.Tensor:
+        """Mean over this batch's labelled steps (0 when none is labelled)."""
+        return self.loss_sum / self.n_labelled.clamp(min=1)
+
+
+def reward_loss(logits: torch.Tensor, targets: torch.Tensor, head: str = "yes_no") -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed loss over labelled steps and their count (METHOD.md 6).
+
+    ``yes_no``: ``logits`` is ``[n, 2]`` (Yes, No); loss_j = -(y log p_yes + (1 - y) log p_no) with
+    p = softmax(logits). ``linear``: ``logits`` is ``[n]``; BCE with logits. ``targets`` are floats
+    in [0, 1] (hard or soft); ``IGNORE_LABEL`` marks unlabelled steps.
+    """
+    if head not in HEADS:
+        raise ValueError(f"head={head!r}; choose from {HEADS}")
+    mask = targets != IGNORE_LABEL
+    y = torch.where(mask, targets, torch.zeros_like(targets)).float()
+    if head == "yes_no":
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        per_step = -(y * logp[:, 0] + (1.0 - y) * logp[:, 1])
+    else:
+        per_step = F.binary_cross_entropy_with_logits(logits.float(), y, reduction="none")
+    loss_sum = (per_step * mask).sum()
+    return loss_sum, mask.sum()
+
+
+def step_scores(logits: torch.Tensor, head: str = "yes_no") -> torch.Tensor:
+    """P(step correct): softmax P("Yes") for ``yes_no``, sigmoid for ``linear``."""
+    if head == "yes_no":
+        return torch.softmax(logits.float(), dim=-1)[:, 0]
+    return torch.sigmoid(logits.float())
+
+
+def _single_token_id(tokenizer: Any, token: str) -> int:
+    ids = tokenizer(token, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ValueError(f"the reward head needs {token!r} to be one token, but this tokenizer splits it into {ids}")
+    return int(ids[0])
+
+
+def _gathered(weight: torch.Tensor):
+    """Context that makes a ZeRO-3 partitioned weight whole (and writable on rank 0)."""
+    if hasattr(weight, "ds_id"):
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters([weight], modifier_rank=0)
+    return contextlib.nullcontext()
+
+
+def add_prm_token(model: nn.Module, tokenizer: Any) -> int:
+    """Add ``<prm>`` as a special token; resize embeddings if needed; new rows = mean of old rows.
+
+    The mean of the existing rows (over the tokenizer's real vocabulary) keeps the new token's
+    embedding in the distribution the model has seen (decisions.md D-MODELS-3); it is
+    deterministic, so a LoRA checkpoint can rebuild its base exactly. No-op when present.
+    """
+    if PRM_TOKEN in tokenizer.get_vocab():
+        return int(tokenizer.convert_tokens_to_ids(PRM_TOKEN))
+    n_real = len(tokenizer)
+    tokenizer.add_tokens([PRM_TOKEN], special_tokens=True)
+    prm_id = int(tokenizer.convert_tokens_to_ids(PRM_TOKEN))
+    if prm_id >= model.get_input_embeddings().weight.shape[0] or (
+        hasattr(model.get_input_embeddings().weight, "ds_shape")
+        and prm_id >= model.get_input_embeddings().weight.ds_shape[0]
+    ):
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    weights = [model.get_input_embeddings().weight]
+    out = model.get_output_embeddings()
+    if out is not None and out.weight is not weights[0]:
+        weights.append(out.weight)
+    for w in weights:
+        with _gathered(w), torch.no_grad():
+            if w.numel() > 0:
+                w[prm_id] = w[:n_real].float().mean(0).to(w.dtype)
+    return prm_id
+
+
+class StepRewardModel(nn.Module):
+    """Backbone + step head. ``model(**formatter.collate(items)) -> RewardOutput``."""
+
+    base_model_prefix = "backbone"
+
+    def __init__(self, backbone: nn.Module, *, spec: BackboneSpec, backbone_name: str, formatter: Formatter,
+                 head: str, yes_id: int, no_id: int, lora: LoraSettings | None = None,
+                 base_model_path: str | None = None) -> None:
+        super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"head={head!r}; choose from {HEADS}")
+        self.backbone = backbone
+        self.spec = spec
+        self.backbone_name = backbone_name
+        self.formatter = formatter
+        self.head = head
+        self.yes_id, self.no_id = yes_id, no_id
+        self.lora = lora
+        self.base_model_path = base_model_path
+        self.config = backbone.config
+        self.score_head: nn.Linear | None = None
+        if head == "linear":
+            hidden = self.config.get_text_config().hidden_size
+            dtype = self.hf_model.get_input_embeddings().weight.dtype
+            self.score_head = nn.Linear(hidden, 1, dtype=dtype)
+            nn.init.normal_(self.score_head.weight, std=hidden**-0.5)
+            nn.init.zeros_(self.score_head.bias)
+
+    @property
+    def hf_model(self) -> nn.Module:
+        """The transformers ``...ForConditionalGeneration`` (inside peft when LoRA is on)."""
+        return self.backbone.get_base_model() if self.lora is not None else self.backbone
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.formatter.tokenizer
+
+    def trainable_parameter_names(self) -> list[str]:
+        return [n for n, p in self.named_parameters() if p.requires_grad]
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Activation checkpointing of the backbone's layers (non-reentrant: frozen inputs are fine)."""
+        _enable_checkpointing(self.hf_model)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prm_batch_index: torch.Tensor,
+                prm_positions: torch.Tensor, prm_labels: torch.Tensor | None = None,
+                prm_counts: torch.Tensor | None = None, **vision: Any) -> RewardOutput:
+        unknown = set(vision) - set(self.spec.forward_keys)
+        if unknown:
+            raise TypeError(f"unexpected batch keys {sorted(unknown)} for backbone {self.backbone_name!r}")
+        hf = self.hf_model
+        out = hf.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                       **{k: v for k, v in vision.items() if v is not None})
+        hidden = out.last_hidden_state[prm_batch_index, prm_positions]
+        if self.head == "yes_no":
+            logits = hf.get_output_embeddings()(hidden)[:, [self.yes_id, self.no_id]]
+        else:
+            logits = self.score_head(hidden.to(self.score_head.weight.dtype)).squeeze(-1)
+        if prm_labels is None:
+            prm_labels = torch.full((hidden.shape[0],), IGNORE_LABEL, device=hidden.device)
+        loss_sum, n = reward_loss(logits, prm_labels.to(logits.device), self.head)
+        return RewardOutput(loss_sum=loss_sum, n_labelled=n, scores=step_scores(logits.detach(), self.head),
+                            logits=logits)
+
+    # ---- saving ------------------------------------------------------------------------------
+    def mprm_config(self) -> dict[str, Any]:
+        f = self.formatter
+        return {
+            "format_version": FORMAT_VERSION, "backbone": self.backbone_name, "head": self.head,
+            "separator": f.separator, "max_length": f.max_length, "multi_image": f.multi_image,
+            "max_columns": f.max_columns, "image_settings": dict(f.images.settings), "prm_token": PRM_TOKEN,
+            "yes_token_id": self.yes_id, "no_token_id": self.no_id,
+            "lora": self.lora.to_dict() if self.lora is not None else None, "base_model": self.base_model_path,
+        }
+
+    def save_pretrained(self, directory: str | Path, *, merge: bool = False,
+                        state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write backbone (safetensors), tokenizer, processor config, head and ``mprm_config.json``.
+
+        LoRA models save only the adapters (plus the trainable head and projector) under
+        ``adapter/`` and record the base checkpoint; ``merge=True`` writes a merged full backbone
+        instead (a merged copy: the model itself stays LoRA). ``state_dict``: this module's full
+        state dict as gathered by the trainer (ZeRO-3), used instead of the live parameters.
+        """
+        from safetensors.torch import save_file
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        cfg = self.mprm_config()
+        sd = state_dict
+        if self.lora is not None and not merge:
+            backbone_sd = _strip(sd, "backbone.") if sd is not None else None
+            self.backbone.save_pretrained(out / ADAPTER_DIR, state_dict=backbone_sd)
+        else:
+            model = self.hf_model
+            if self.lora is not None:
+                model = copy.deepcopy(self.backbone).merge_and_unload()
+                cfg["lora"], cfg["base_model"] = None, None
+            backbone_sd = _strip(sd, "backbone.") if sd is not None and self.lora is None else None
+            model.save_pretrained(out, state_dict=backbone_sd, safe_serialization=True)
+        if self.score_head is not None:
+            head_sd = _strip(sd, "score_head.") if sd is not None else self.score_head.state_dict()
+            save_file({k: v.detach().contiguous().cpu() for k, v in head_sd.items()}, str(out / SCORE_HEAD_FILE))
+        self.tokenizer.save_pretrained(out)
+        self.formatter.images.save(out)
+        (out / CONFIG_FILE).write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
+        return out
+
+
+def _enable_checkpointing(model: nn.Module) -> None:
+    model.config.use_cache = False
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def _strip(sd: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def _attn(attn_implementation: str | None) -> str:
+    if attn_implementation is None:
+        return "sdpa"
+    if attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        raise ImportError("attn_implementation='flash_attention_2' needs the flash-attn package (pip install 'mprm[flash]')")
+    return attn_implementation
+
+
+def build_reward_model(
+    path: str | Path, *, backbone: str | None = None, head: str = "yes_no", separator: str = DEFAULT_SEPARATOR,
+    max_length: int = 8192, dtype: torch.dtype | str | None = None, attn_implementation: str | None = None,
+    freeze_vision: bool = True, lora: LoraSettings | None = None, gradient_checkpointing: bool = False,
+    multi_image: str = "canvas", max_tiles: int | None = None, min_pixels: int | None = None,
+    max_pixels: int | None = None, max_columns: int = 3,
+) -> StepRewardModel:
+    """Load a base checkpoint (folder or hub id) through ``from_pretrained`` and add the step head.
+
+    ``backbone`` defaults to the one matching ``config.json``'s ``model_type``. Image settings left
+    ``None`` come from the checkpoint's ``mprm_image_settings`` (tiny models) or else the paper's
+    defaults (METHOD.md 6: ``max_tiles`` 6, ``min_pixels`` 784, ``max_pixels`` 200704). Under
+    ZeRO-3 the caller opens the ``zero.Init`` context (``HfDeepSpeedConfig``) first:
+    ``from_pretrained`` then builds partitioned, and the ``<prm>`` resize works on the shards.
+    """
+    from transformers import AutoTokenizer
+
+    if head not in HEADS:
+        raise ValueError(f"head={head!r}; choose from {HEADS}")
+    name = backbone or detect_backbone(path)
+    spec = get_backbone(name)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=spec.trust_remote_code)
+    kwargs: dict[str, Any] = {"attn_implementation": _attn(attn_implementation),
+                              "trust_remote_code": spec.trust_remote_code}
+    if dtype is not None:
+        kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
+    model = spec.model_cls().from_pretrained(str(path), **kwargs)
+    add_prm_token(model, tokenizer)
+    yes_id, no_id = _single_token_id(tokenizer, spec.yes_token), _single_token_id(tokenizer, spec.no_token)
+    images = spec.make_images(Path(path), model.config, tokenizer,
+                              {"max_tiles": max_tiles, "min_pixels": min_pixels, "max_pixels": max_pixels})
+    formatter = Formatter(tokenizer=tokenizer, spec=spec, images=images, separator=separator, max_length=max_length,
+                          multi_image=multi_image, max_columns=max_columns)
+    for pname, p in model.named_parameters():
+        p.requires_grad_(not (freeze_vision and spec.part_of(pname) == "vision"))
+    if gradient_checkpointing:
+        _enable_checkpointing(model)
+    if lora is not None:
+        model = apply_lora(model, spec, lora, head)
+    return StepRewardModel(model, spec=spec, backbone_name=name, formatter=formatter, head=head, yes_id=yes_id,
+                           no_id=no_id, lora=lora, base_model_path=str(Path(path).resolve()) if Path(path).exists() else str(path))
+
+
+def load_reward_model(directory: str | Path, *, dtype: torch.dtype | str | None = None, **overrides: Any) -> StepRewardModel:
+    """Restore what :meth:`StepRewardModel.save_pretrained` wrote (equal scores).
+
+    ``overrides`` are further :func:`build_reward_model` keywords (``attn_implementation``,
+    ``freeze_vision``, ``gradient_checkpointing``, ``max_length``, ...).
+    """
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    cfg_path = directory / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path}: not found; {directory} is not a saved mprm reward model")
+    cfg = json.loads(cfg_path.read_text())
+    if cfg.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{cfg_path}: format_version {cfg.get('format_version')!r}, this mprm reads {FORMAT_VERSION}")
+    image = cfg.get("image_settings", {})
+    kwargs: dict[str, Any] = dict(
+        backbone=cfg["backbone"], head=cfg["head"], separator=cfg["separator"], max_length=cfg["max_length"],
+        multi_image=cfg["multi_image"], max_columns=cfg.get("max_columns", 3), dtype=dtype,
+        max_tiles=image.get("max_tiles"), min_pixels=image.get("min_pixels"), max_pixels=image.get("max_pixels"),
+    )
+    kwargs.update(overrides)
+    if cfg.get("lora"):
+        from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+        base = cfg.get("base_model")
+        if not base or not (Path(base) / "config.json").is_file():
+            raise FileNotFoundError(f"{cfg_path}: LoRA adapters need their base checkpoint, base_model={base!r} not found")
+        model = build_reward_model(base, lora=LoraSettings.from_dict(cfg["lora"]), **kwargs)
+        result = set_peft_model_state_dict(model.backbone, load_peft_weights(str(directory / ADAPTER_DIR)))
+        missing = [k for k in getattr(result, "unexpected_keys", [])]
+        if missing:
+            raise ValueError(f"{directory / ADAPTER_DIR}: adapter keys not in the model: {missing[:5]}")
+    else:
+        model = build_reward_model(directory, **kwargs)
+    if model.score_head is not None:
+        model.score_head.load_state_dict(load_file(str(directory / SCORE_HEAD_FILE)))
+    return model
