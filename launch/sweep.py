@@ -1,0 +1,191 @@
+#!/usr/bin/env python
+"""Print or submit the commands of the paper's experiment grid (issue 6 item 2; docs/reproduce.md).
+
+    python launch/sweep.py                                  # print every command still needed
+    python launch/sweep.py --filter 'internvl2_5_8b/bis_*'   # only some cells
+    python launch/sweep.py --submit local                   # run them one after another, logs per run
+    python launch/sweep.py --submit slurm --dry-run         # show the sbatch lines without submitting
+                                                            # (training: launch/slurm_multinode.sbatch;
+                                                            #  evaluation: a --wrap job after it)
+    python launch/sweep.py --write-configs                  # regenerate configs/paper/ from the grid
+
+Finished cells (``final/`` + ``run_summary.json`` + ``eval/metrics.json``, and ``eval_curve/
+curve.json`` with ``--curves``) are skipped; a partly trained cell resumes (train.resume=auto).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from mprm.repro.commands import Plan, SweepOptions, plan_cell  # noqa: E402
+from mprm.repro.configs import DEFAULT_ACCELERATE_CONFIG, DEFAULT_RUNS_DIR, write_grid_configs  # noqa: E402
+from mprm.repro.grid import BACKBONES, paper_grid  # noqa: E402
+
+SBATCH_SCRIPT = "launch/slurm_multinode.sbatch"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help="where run folders go (default %(default)s)")
+    p.add_argument("--backbones", nargs="+", choices=[b.name for b in BACKBONES], help="default: both")
+    p.add_argument("--filter", metavar="PATTERN",
+                   help="run-name pattern, fnmatch (internvl2_5_8b/bis_*) or a plain substring (random_)")
+    p.add_argument("--submit", choices=("local", "slurm"), help="run (local, sequentially) or sbatch the commands")
+    p.add_argument("--dry-run", action="store_true", help="with --submit: show what would run, run nothing")
+    p.add_argument("--accelerate-config", default=DEFAULT_ACCELERATE_CONFIG, help="default %(default)s")
+    p.add_argument("--benchmark", default="data/VisualProcessBench/test.jsonl", help="VisualProcessBench test.jsonl")
+    p.add_argument("--bench-image-root", default="data/VisualProcessBench", help="its image root")
+    p.add_argument("--dev", help="held-out labelled file for the dev threshold (eval.py --dev)")
+    p.add_argument("--eval-batch-size", type=int, help="eval.py --batch-size")
+    p.add_argument("--curves", action="store_true",
+                   help="also evaluate every checkpoint (eval.py --checkpoints; METHOD.md 10.7)")
+    p.add_argument("--python", default="python",
+                   help="how eval.py is started (default %(default)s; e.g. 'accelerate launch --multi_gpu "
+                        "--num_processes 4' to shard it)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="[BACKBONE:]KEY=VALUE",
+                   help="train override for every cell, or for one backbone with a BACKBONE: prefix; repeatable")
+    p.add_argument("--sbatch-args", default="",
+                   help="extra sbatch options of training jobs, e.g. '--nodes 1 --gpus-per-node 4 --partition gpu'")
+    p.add_argument("--sbatch-eval-args", default="--nodes 1 --ntasks 1 --gpus-per-node 1",
+                   help="sbatch options of evaluation jobs (default %(default)s)")
+    p.add_argument("--write-configs", action="store_true", help="regenerate configs/paper/ and exit")
+    return p.parse_args(argv)
+
+
+def sweep_options(args: argparse.Namespace) -> SweepOptions:
+    names = {b.name for b in BACKBONES}
+    common: list[str] = []
+    per: dict[str, list[str]] = {}
+    for item in args.overrides:
+        head, _, rest = item.partition(":")
+        if rest and head in names and "=" in rest:
+            per.setdefault(head, []).append(rest)
+        elif "=" in item:
+            common.append(item)
+        else:
+            raise SystemExit(f"sweep.py: --set {item!r}: expected KEY=VALUE or BACKBONE:KEY=VALUE")
+    return SweepOptions(runs_dir=args.runs_dir, accelerate_config=args.accelerate_config, benchmark=args.benchmark,
+                        bench_image_root=args.bench_image_root, dev=args.dev, curves=args.curves,
+                        python=args.python, eval_batch_size=args.eval_batch_size, overrides=common,
+                        backbone_overrides=per)
+
+
+def print_plans(plans: list[Plan]) -> None:
+    for plan in plans:
+        if plan.finished:
+            print(f"# skip {plan.cell.name}: finished")
+            continue
+        print(f"# {plan.cell.name}: {plan.cell.setting.title} ({plan.state})")
+        for stage in plan.stages:
+            print(shlex.join(stage.argv))
+
+
+def run_local(plans: list[Plan]) -> int:
+    """Run every pending stage in order; a failed stage ends its cell, the sweep goes on."""
+    failed: list[str] = []
+    todo = [p for p in plans if not p.finished]
+    for i, plan in enumerate(todo, 1):
+        for stage in plan.stages:
+            stage.log.parent.mkdir(parents=True, exist_ok=True)
+            print(f"[{i}/{len(todo)}] {plan.cell.name} {stage.name}: log {stage.log}", file=sys.stderr, flush=True)
+            start = time.time()
+            with stage.log.open("a") as log:
+                log.write(f"$ {shlex.join(stage.argv)}\n")
+                log.flush()
+                rc = subprocess.call(stage.argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            print(f"    exit {rc} after {time.time() - start:.0f} s", file=sys.stderr, flush=True)
+            if rc != 0:
+                failed.append(f"{plan.cell.name} ({stage.name}, exit {rc}, log {stage.log})")
+                break
+    for item in failed:
+        print(f"failed: {item}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def slurm_jobs(plan: Plan, train_args: str, eval_args: str) -> list[tuple[str, list[str]]]:
+    """The sbatch lines of one cell: ("train", ...) and/or ("eval", ...).
+
+    Training goes through launch/slurm_multinode.sbatch, which takes CONFIG and key=value overrides
+    and starts accelerate on every node. The evaluation stages run as one ``--wrap`` job that waits
+    for the training job (``--dependency=afterok:$TRAIN_JOB``, filled in when submitting).
+    """
+    logs = plan.run_dir / "logs"
+    name = f"mprm-{plan.cell.name.replace('/', '-')}"
+    jobs = []
+    train = next((s for s in plan.stages if s.name == "train"), None)
+    if train is not None:
+        config_at = train.argv.index("--config")
+        jobs.append(("train", ["sbatch", "--parsable", f"--job-name={name}", f"--output={logs}/slurm-train-%j.out",
+                               *shlex.split(train_args), SBATCH_SCRIPT, *train.argv[config_at + 1:]]))
+    evals = [s for s in plan.stages if s.name != "train"]
+    if evals:
+        after = ["--dependency=afterok:$TRAIN_JOB"] if train is not None else []
+        wrap = " && ".join(shlex.join(s.argv) for s in evals)
+        jobs.append(("eval", ["sbatch", "--parsable", f"--job-name={name}-eval", f"--output={logs}/slurm-eval-%j.out",
+                              *after, *shlex.split(eval_args), f"--wrap={wrap}"]))
+    return jobs
+
+
+def run_slurm(plans: list[Plan], train_args: str, eval_args: str, dry_run: bool) -> int:
+    """Submit (or with ``dry_run`` print) every pending cell's jobs."""
+    rc = 0
+    for plan in plans:
+        if plan.finished:
+            continue
+        print(f"# {plan.cell.name}: {plan.cell.setting.title} ({plan.state})")
+        train_job = None
+        for kind, argv in slurm_jobs(plan, train_args, eval_args):
+            if train_job is not None:
+                argv = [a.replace("$TRAIN_JOB", train_job) for a in argv]
+            print(shlex.join(argv))
+            if dry_run:
+                continue
+            (plan.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+            done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"sbatch failed for {plan.cell.name} ({kind}): {done.stderr.strip()}", file=sys.stderr)
+                rc = 1
+                break
+            job = done.stdout.strip().split(";")[0]
+            print(f"#   submitted job {job}")
+            if kind == "train":
+                train_job = job
+    return rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cells = paper_grid(args.backbones, args.filter)
+    except ValueError as exc:
+        print(f"sweep.py: {exc}", file=sys.stderr)
+        return 2
+    if args.write_configs:
+        for path in write_grid_configs(cells, REPO):
+            print(path.relative_to(REPO))
+        return 0
+    if not cells:
+        print(f"sweep.py: no grid cell matches --filter {args.filter!r}", file=sys.stderr)
+        return 2
+    plans = [plan_cell(c, sweep_options(args)) for c in cells]
+    n_done = sum(p.finished for p in plans)
+    print(f"# {len(plans)} cell(s), {n_done} finished, {len(plans) - n_done} to run; runs dir {args.runs_dir}")
+    if args.submit is None or (args.submit == "local" and args.dry_run):
+        print_plans(plans)
+        return 0
+    if args.submit == "local":
+        return run_local(plans)
+    return run_slurm(plans, args.sbatch_args, args.sbatch_eval_args, args.dry_run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,265 @@
+"""The training loop (METHOD.md 6): one explicit loop, the same on 1 process, DDP, ZeRO-2, ZeRO-3.
+
+Read top to bottom: set-up (accelerator, data, model, optimiser, resume), then one iteration per
+optimiser step (set the learning rate, run the step's micro batches, log, checkpoint, evaluate),
+then the final model. Distributed details are in strategy.py, data order in sampler.py,
+checkpoint layout in checkpoint.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mprm.config import Config, accumulation_steps, check_required, to_yaml
+from mprm.train import checkpoint as ckpt
+from mprm.train.data import (
+    IGNORE_LABEL,
+    EncodedExamples,
+    column,
+    counts_summary,
+    encode_table,
+    load_table,
+    make_loader,
+    resolve_training_file,
+)
+from mprm.train.evaluate import evaluate_dev
+from mprm.train.monitor import RunLog, write_run_info
+from mprm.train.sampler import BatchPlan, RankBatchSampler
+from mprm.train.schedule import lr_at, warmup_steps
+from mprm.train.strategy import Strategy
+
+
+def micro_batch_loss(loss_sum: torch.Tensor, n_labelled: torch.Tensor, *, mode: str, step_total: int,
+                     world_size: int, accumulation: int) -> torch.Tensor:
+    """The scalar handed to ``backward`` for one micro batch.
+
+    ``optimizer_step`` (default, METHOD.md 10.6): the update should be the gradient of
+    ``L = sum over every labelled step s of the optimiser step (all micro batches, all ranks) of
+    loss_s / T``, where ``T`` (``step_total``) is the number of labelled steps of the whole
+    optimiser step. Every rank knows ``T`` without communication: it is summed from the cached
+    labels of the examples the sampler assigns to this step. Two frameworks rescale what we pass:
+    accelerate (and DeepSpeed's engine) divide each micro-batch loss by the accumulation count, and
+    DDP / DeepSpeed average gradients over ranks (divide by the world size). Returning
+    ``loss_sum / T * world_size * accumulation`` cancels both, so the applied gradient is exactly
+    ``grad L``: the same on 1 process and on N, and independent of how the step's examples are
+    split into micro batches (a long rollout weighs what its steps weigh, no more).
+
+    ``micro_batch``: the authors' choice, the mean over each micro batch's own labelled steps,
+    averaged over micro batches and ranks (over-weights steps of short micro batches).
+    """
+    if mode == "optimizer_step":
+        return loss_sum * (world_size * accumulation / max(step_total, 1))
+    if mode == "micro_batch":
+        return loss_sum / n_labelled.clamp(min=1).to(loss_sum.dtype)
+    raise ValueError(f"train.loss_normalization = {mode!r}: choose optimizer_step or micro_batch")
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """AdamW over trainable parameters (METHOD.md 6); no weight decay on biases and norm weights
+    (1-D tensors; decisions.md D-TRAIN-3). ZeRO-3 partitions expose their real shape as ds_shape."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if len(getattr(p, "ds_shape", p.shape)) >= 2 else no_decay).append(p)
+    t = cfg.train
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=t.lr, betas=(t.adam_beta1, t.adam_beta2),
+                             eps=t.adam_eps)
+
+
+def _build_model(cfg: Config, strategy: Strategy) -> torch.nn.Module:
+    from mprm.models import LoraSettings, build_reward_model
+
+    m = cfg.model
+    lora = LoraSettings(r=m.lora_rank, alpha=m.lora_alpha, dropout=m.lora_dropout) if m.lora_rank > 0 else None
+    dtype = torch.bfloat16 if strategy.uses_deepspeed and strategy.mixed_precision == "bf16" else torch.float32
+    return strategy.build_model(lambda: build_reward_model(
+        m.path, backbone=m.backbone, head=m.head, separator=m.separator, max_length=m.max_length, dtype=dtype,
+        attn_implementation=m.attn_implementation, freeze_vision=m.freeze_vision, lora=lora,
+        gradient_checkpointing=cfg.train.gradient_checkpointing, multi_image=m.multi_image,
+        max_tiles=m.max_tiles, min_pixels=m.min_pixels, max_pixels=m.max_pixels))
+
+
+def _check_resume(state: dict[str, Any], cfg: Config, world_size: int, strategy: Strategy, path: Path) -> None:
+    same = {"global_batch_size": cfg.train.global_batch_size, "seed": cfg.train.seed, "epochs": cfg.train.epochs}
+    if strategy.uses_deepspeed:
+        same["world_size"] = world_size
+    diff = [f"{k}: checkpoint {state.get(k)!r}, now {v!r}" for k, v in same.items() if state.get(k) != v]
+    if diff:
+        raise ValueError(f"cannot resume from {path}: the run changed ({'; '.join(diff)}); "
+                         "resume with the original settings or start a new output_dir (train.resume=none)")
+
+
+def train(cfg: Config, *, argv: list[str] | None = None) -> dict[str, Any]:
+    """Run (or resume) one training run; returns the run summary (also OUTPUT_DIR/run_summary.json)."""
+    from accelerate.utils import set_seed
+
+    check_required(cfg)
+    t, out = cfg.train, Path(cfg.train.output_dir)
+    strategy = Strategy(mixed_precision=t.mixed_precision, log_with=cfg.logging.report_to, project_dir=out)
+    world, rank = strategy.world_size, strategy.rank
+    accumulation = accumulation_steps(t.global_batch_size, t.micro_batch_size, world)
+    strategy.configure_batches(micro_batch_size=t.micro_batch_size, accumulation=accumulation,
+                               max_grad_norm=t.max_grad_norm)
+    if strategy.is_main:
+        write_run_info(out, config_yaml=to_yaml(cfg), argv=list(argv or sys.argv),
+                       extra={"world_size": world, "mode": strategy.mode, "accumulation": accumulation})
+    set_seed(t.seed)
+
+    # -- data: selection, table, cached tokenisation, plan ---------------------------------------
+    train_file = resolve_training_file(
+        train=cfg.data.train, output_dir=out, strategy=cfg.selection.strategy, fraction=cfg.selection.fraction,
+        alpha=cfg.selection.alpha, seed=cfg.selection.seed, per_source=cfg.selection.per_source,
+        label_threshold=cfg.data.label_threshold, soft_labels=cfg.data.soft_labels,
+        unannotated=cfg.data.unannotated, lenient=cfg.data.lenient, is_main=strategy.is_main)
+    strategy.barrier()
+    model = _build_model(cfg, strategy)
+    formatter = model.formatter
+    image_root = cfg.data.image_root or str(train_file.parent)
+    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
+    with strategy.accelerator.main_process_first():
+        table = load_table(train_file, threshold=cfg.data.label_threshold, soft=cfg.data.soft_labels,
+                           cache_dir=cache_dir)
+        encoded = encode_table(table, formatter, image_root=image_root, cache_dir=cache_dir,
+                               show_progress=strategy.is_main)
+    lengths, n_labelled = column(encoded, "length"), column(encoded, "n_labelled")
+    plan = BatchPlan(lengths, global_batch_size=t.global_batch_size, micro_batch_size=t.micro_batch_size,
+                     world_size=world, seed=t.seed, epochs=t.epochs, max_steps=t.max_steps,
+                     group_by_length=cfg.data.group_by_length)
+
+    # -- optimiser, wrapping, resume ---------------------------------------------------------------
+    optimizer = make_optimizer(model, cfg)
+    model, optimizer = strategy.prepare(model, optimizer)
+    start_step, samples_done, tokens_done, wall_before = 0, 0, 0, 0.0
+    resume_from = ckpt.resolve_resume(t.resume, out)
+    if resume_from is not None:
+        state = ckpt.load_checkpoint(strategy, resume_from)
+        _check_resume(state, cfg, world, strategy, resume_from)
+        start_step, samples_done, tokens_done = state["step"], state["samples"], state["tokens"]
+        wall_before = float(state.get("wall_s", 0.0))
+    loader = make_loader(EncodedExamples(encoded, formatter, image_root),
+                         RankBatchSampler(plan, rank, start_step), num_workers=cfg.data.num_workers, seed=t.seed)
+    trackers = strategy.is_main and bool([r for r in cfg.logging.report_to if r != "none"])
+    if trackers:
+        strategy.accelerator.init_trackers(cfg.logging.project, config=_flat(cfg.to_dict()),
+                                           init_kwargs={"wandb": {"name": cfg.logging.run_name or out.name}})
+    log = RunLog(out, accelerator=strategy.accelerator, is_main=strategy.is_main, total_steps=plan.total_steps,
+                 start_step=start_step, progress_bar=cfg.logging.progress_bar, trackers=trackers)
+    if strategy.is_main:
+        data_info = counts_summary(lengths, n_labelled, column(encoded, "n_steps_cut"))
+        (out / "data_summary.json").write_text(json.dumps(
+            {**data_info, "train_file": str(train_file), "total_steps": plan.total_steps,
+             "warmup_steps": warmup_steps(plan.total_steps, t.warmup_ratio), "accumulation": accumulation}, indent=1))
+
+    def trainer_state(step: int) -> dict[str, Any]:
+        return {"step": step, "cursor": {"optimizer_steps_done": step, "epoch": step // plan.steps_per_epoch},
+                "samples": samples_done, "tokens": tokens_done, "wall_s": wall_before + time.perf_counter() - wall0,
+                "global_batch_size": t.global_batch_size,
+                "seed": t.seed, "epochs": t.epochs, "world_size": world, "total_steps": plan.total_steps,
+                "schedule": {"name": "linear_warmup_cosine", "peak_lr": t.lr, "warmup_ratio": t.warmup_ratio,
+                             "lr_next": lr_at(min(step, plan.total_steps - 1), peak_lr=t.lr,
+                                              total_steps=plan.total_steps, warmup_ratio=t.warmup_ratio)}}
+
+    # -- the loop: one iteration per optimiser step ------------------------------------------------
+    model.train()
+    batches = iter(loader)
+    wall0 = interval_start = time.perf_counter()
+    interval_samples = interval_tokens = 0
+    shown_loss = float("nan")
+    for step in range(start_step, plan.total_steps):
+        lr = lr_at(step, peak_lr=t.lr, total_steps=plan.total_steps, warmup_ratio=t.warmup_ratio)
+        strategy.set_lr(optimizer, lr)
+        step_total = plan.step_total(step, n_labelled)
+        expected = n_labelled[plan.step_micro_batches(step)[:, rank]].sum(axis=-1)
+        stats = torch.zeros(3, dtype=torch.float64, device=strategy.device)  # loss sum, labelled, correct
+        grad_norm = float("nan")
+        for slot in range(accumulation):
+            batch = next(batches)
+            mask = batch["prm_labels"] != IGNORE_LABEL
+            if int(mask.sum()) != int(expected[slot]):
+                raise RuntimeError(f"step {step} slot {slot}: the batch holds {int(mask.sum())} labelled steps, the "
+                                   f"cached table says {int(expected[slot])}; delete {cache_dir} and rerun")
+            batch = {k: v.to(strategy.device, non_blocking=True) for k, v in batch.items()}
+            with strategy.micro_step(model):
+                outputs = model(**batch)
+                loss = micro_batch_loss(outputs.loss_sum, outputs.n_labelled, mode=t.loss_normalization,
+                                        step_total=step_total, world_size=world, accumulation=accumulation)
+                strategy.backward(loss)
+                if strategy.is_step_boundary:
+                    grad_norm = strategy.clip_and_step(model, optimizer, t.max_grad_norm)
+            with torch.no_grad():
+                labels = batch["prm_labels"][mask.to(strategy.device)]
+                right = ((outputs.scores[mask.to(strategy.device)] >= 0.5) == (labels >= 0.5)).sum()
+                stats += torch.stack([outputs.loss_sum.detach().double(), outputs.n_labelled.double(), right.double()])
+        if not strategy.is_step_boundary:
+            raise RuntimeError(f"step {step}: accumulation ended off the optimiser-step boundary")
+        real, padded = plan.padding(step)
+        samples_done += t.global_batch_size
+        tokens_done += real
+        interval_samples += t.global_batch_size
+        interval_tokens += real
+        done = step + 1
+        if done % t.log_every == 0 or done == plan.total_steps:
+            loss_sum, n_lab, correct = strategy.sum(stats.tolist())
+            now = time.perf_counter()
+            seconds, interval_start = now - interval_start, now
+            shown_loss = loss_sum / max(n_lab, 1)
+            log.log({"step": done, "loss": shown_loss, "accuracy": correct / max(n_lab, 1),
+                     "lr": lr, "grad_norm": grad_norm, "labelled_steps": int(n_lab),
+                     "samples_per_s": interval_samples / seconds, "tokens_per_s": interval_tokens / seconds,
+                     "padding_ratio": 1.0 - real / padded, "samples": samples_done, "tokens": tokens_done,
+                     "wall_s": wall_before + now - wall0})
+            interval_samples = interval_tokens = 0
+        log.progress(1, loss=shown_loss, lr=lr)
+        if (t.save_every and done % t.save_every == 0) or done == plan.total_steps:
+            ckpt.save_checkpoint(strategy, model, output_dir=out, step=done, trainer_state=trainer_state(done),
+                                 keep_last=t.keep_last, keep_models=t.keep_models)
+        if t.eval_every and (done % t.eval_every == 0 or done == plan.total_steps):
+            dev = evaluate_dev(strategy.unwrap(model), cfg, image_root=cfg.eval.image_root or image_root)
+            log.log({"step": done, **{f"dev/{k}": v for k, v in dev.items()}})
+
+    # -- the final model ---------------------------------------------------------------------------
+    run_wall = time.perf_counter() - wall0
+    final, tmp = out / "final", out / "final.tmp"
+    if strategy.is_main and tmp.exists():
+        shutil.rmtree(tmp)
+    strategy.barrier()
+    strategy.save_model(model, tmp)
+    if strategy.is_main:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    summary = {"optimizer_steps": plan.total_steps, "steps_this_session": plan.total_steps - start_step,
+               "samples": samples_done, "tokens": tokens_done, "wall_s": wall_before + run_wall,
+               "wall_s_this_session": run_wall,
+               "world_size": world, "mode": strategy.mode, "device_type": strategy.device.type,
+               "device_count": world if strategy.device.type == "cuda" else 0,
+               "num_processes": world, "final_model": str(final)}
+    if strategy.is_main:
+        (out / "run_summary.json").write_text(json.dumps(summary, indent=1))
+    log.close()
+    strategy.barrier()
+    strategy.end()
+    return summary
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out
+
+
+__all__ = ["train", "micro_batch_loss", "make_optimizer"]
