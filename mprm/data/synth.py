@@ -618,3 +618,24 @@ def pretraining_pairs(n: int, *, seed: int = 0, image_dir: str | Path) -> Iterat
         path = root / f"pretrain_{i:06d}.png"
         draw_scene(scene, path)
         yield {"image": str(path), "text": describe_scene(scene)}
+
+
+def solution_pairs(n: int, *, seed: int = 0, image_dir: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield ``n`` pictures with a question and a CORRECT step-by-step solution, for pre-training.
+
+    ``{"image": PNG path under image_dir, "question": str, "steps": [str], "answer": str}``. Like a
+    policy model trained on good solutions, a backbone pretrained on these has seen how right
+    solutions read, never a wrong step, a step label or an MC score.
+    """
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"solution_pairs: n must be an integer >= 0 (got {n!r})")
+    rng = random.Random(f"{seed}:solutions")
+    root = Path(image_dir)
+    for i in range(n):
+        scene = _scene(rng)
+        kind = rng.choices(KINDS, KIND_WEIGHTS)[0]
+        question, target = _question(rng, kind, scene)
+        steps, _, answer = _solution(rng, kind, scene, target, False)
+        path = root / f"solution_{i:06d}.png"
+        draw_scene(scene, path)
+        yield {"image": str(path), "question": question, "steps": steps, "answer": answer}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -28,18 +29,44 @@ _TEXT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key
              intermediate_size=128, initializer_range=0.1, max_position_embeddings=4096)
 
 
-def tiny_tokenizer(special_tokens: list[str], extra_special: dict[str, str] | None = None) -> Any:
-    """Byte-level Qwen2 tokenizer: 256 byte symbols, ``<|endoftext|>``, "Yes"/"No" merges, specials."""
+def word_merges(words: Sequence[str]) -> list[tuple[str, str]]:
+    """Left-to-right BPE merges that make each of ``words`` one token.
+
+    ``words`` are pre-tokenised pieces as the byte-level pre-tokeniser yields them (a leading
+    space is part of the word: " red"). Every merge result is a vocabulary entry, so any text
+    still tokenises; only the listed words become single tokens.
+    """
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    byte_map = bytes_to_unicode()
+    merges: dict[tuple[str, str], None] = {}
+    for word in words:
+        symbols = [byte_map[b] for b in word.encode("utf-8")]
+        left = symbols[0]
+        for sym in symbols[1:]:
+            merges[(left, sym)] = None
+            left += sym
+    return list(merges)
+
+
+def tiny_tokenizer(special_tokens: list[str], extra_special: dict[str, str] | None = None,
+                   words: Sequence[str] = ()) -> Any:
+    """Byte-level Qwen2 tokenizer: 256 byte symbols, ``<|endoftext|>``, "Yes"/"No" merges, specials.
+
+    ``words``: extra whole-word tokens (a domain vocabulary, e.g. :func:`domain_words` of the
+    synthetic task), so a tiny model reads a word as one token as a real tokenizer would.
+    """
     from transformers import Qwen2Tokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     vocab = {"<|endoftext|>": 0}
     for ch in bytes_to_unicode().values():
         vocab[ch] = len(vocab)
-    for a, b in _MERGES:
-        vocab[a + b] = len(vocab)
+    merges = list(dict.fromkeys(list(_MERGES) + word_merges(words)))
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
     kwargs = {"extra_special_tokens": extra_special} if extra_special else {}
-    tok = Qwen2Tokenizer(vocab=vocab, merges=list(_MERGES), **kwargs)
+    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, **kwargs)
     # Added after construction: passed at construction they can be dropped silently (ENVIRONMENT.md).
     tok.add_tokens(special_tokens, special_tokens=True)
     return tok
@@ -50,19 +77,20 @@ def _save_common(model: torch.nn.Module, tok: Any, out: Path) -> None:
     tok.save_pretrained(out)
 
 
-def _build_qwen(out: Path) -> None:
+def _build_qwen(out: Path, words: Sequence[str], text: dict[str, Any]) -> None:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
 
     specials = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
                 "<|image_pad|>", "<|video_pad|>"]
-    tok = tiny_tokenizer(specials)
+    tok = tiny_tokenizer(specials, words=words)
     ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
     cfg = Qwen2_5_VLConfig(
-        text_config=dict(**_TEXT, vocab_size=len(tok),
-                         rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]},
+        text_config=dict(**text, vocab_size=len(tok),
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e4,
+                                          "mrope_section": _mrope_section(text)},
                          bos_token_id=0, eos_token_id=ids["<|im_end|>"], pad_token_id=0),
-        vision_config=dict(depth=2, hidden_size=32, num_heads=2, intermediate_size=64, out_hidden_size=64,
+        vision_config=dict(depth=2, hidden_size=32, num_heads=2, intermediate_size=64, out_hidden_size=text["hidden_size"],
                            window_size=56, fullatt_block_indexes=[1], patch_size=14, spatial_merge_size=2,
                            temporal_patch_size=2),
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
@@ -77,19 +105,19 @@ def _build_qwen(out: Path) -> None:
         "image_std": [0.26862954, 0.26130258, 0.27577711], SETTINGS_KEY: dict(TINY_QWEN_PIXELS)}, indent=2) + "\n")
 
 
-def _build_internvl(out: Path) -> None:
+def _build_internvl(out: Path, words: Sequence[str], text: dict[str, Any]) -> None:
     from transformers import InternVLConfig, InternVLForConditionalGeneration
 
 
     specials = ["<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<|video_pad|>"]
     extra = {"start_image_token": "<img>", "end_image_token": "</img>",
              "context_image_token": "<IMG_CONTEXT>", "video_token": "<|video_pad|>"}
-    tok = tiny_tokenizer(specials, extra)
+    tok = tiny_tokenizer(specials, extra, words=words)
     ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
     cfg = InternVLConfig(
         vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                            image_size=[56, 56], patch_size=[14, 14]),
-        text_config=dict(model_type="qwen2", **_TEXT, vocab_size=len(tok), rope_parameters={"rope_type": "default", "rope_theta": 1e4},
+        text_config=dict(model_type="qwen2", **text, vocab_size=len(tok), rope_parameters={"rope_type": "default", "rope_theta": 1e4},
                          bos_token_id=0, eos_token_id=ids["<|im_end|>"], pad_token_id=0, tie_word_embeddings=False),
         image_token_id=ids["<IMG_CONTEXT>"], image_seq_length=4, downsample_ratio=0.5, tie_word_embeddings=False,
     )
@@ -103,12 +131,23 @@ def _build_internvl(out: Path) -> None:
         SETTINGS_KEY: settings}, indent=2) + "\n")
 
 
-def build_tiny(backbone: str, output_dir: str | Path, *, seed: int = 0) -> Path:
+def _mrope_section(text: dict[str, Any]) -> list[int]:
+    """Qwen2.5-VL's (temporal, height, width) rotary split; it must sum to head_dim / 2."""
+    half = text["hidden_size"] // text["num_attention_heads"] // 2
+    t = half // 4
+    h = (half - t) // 2
+    return [t, h, half - t - h]
+
+
+def build_tiny(backbone: str, output_dir: str | Path, *, seed: int = 0, words: Sequence[str] = (),
+               text_overrides: dict[str, Any] | None = None) -> Path:
     """Write a tiny random ``backbone`` ("qwen2_5_vl" or "internvl") checkpoint to ``output_dir``.
 
     Qwen2.5-VL: 2-layer, 64-wide text model; 2-block, 32-wide vision tower. InternVL: 2-layer,
     32-wide InternViT on 56-px tiles (14-px patches, 4 LM tokens per tile) and a 2-layer qwen2 text
-    model. The same seed gives the same weights. Returns the folder.
+    model. The same seed gives the same weights. ``words`` adds whole-word tokens to the tokenizer
+    and ``text_overrides`` changes the text model's shape (``hidden_size``, ``num_hidden_layers``,
+    ...): the demo's pretrained backbone uses both (mprm.models.pretrain). Returns the folder.
     """
     if backbone not in TINY_BACKBONES:
         raise ValueError(f"no tiny model for backbone {backbone!r}; choose from {', '.join(TINY_BACKBONES)}")
@@ -117,7 +156,8 @@ def build_tiny(backbone: str, output_dir: str | Path, *, seed: int = 0) -> Path:
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        (_build_qwen if backbone == "qwen2_5_vl" else _build_internvl)(out)
+        text = {**_TEXT, **(text_overrides or {})}
+        (_build_qwen if backbone == "qwen2_5_vl" else _build_internvl)(out, words, text)
     finally:
         torch.random.set_rng_state(state)
     return out
