@@ -7,8 +7,11 @@ seconds, the speed-up, each one's peak RSS, and checks that both chose the same 
 
     .venv/bin/python benchmarks/select_bench.py --scale 1.0 --workdir /tmp/mprm_bench
     .venv/bin/python benchmarks/select_bench.py --scale 0.1        # a quick run
+    .venv/bin/python benchmarks/select_bench.py --scale 0.3 --repeat 3 --keep --reuse
 
-The corpus is deleted afterwards unless ``--keep``.
+The corpus is deleted afterwards unless ``--keep``; ``--reuse`` takes a kept one of the same size.
+The machine's load average before and after is printed with the figures: on a shared machine
+the wall-clock speed-up says as much about the other jobs as about this code.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -131,44 +135,74 @@ def _ids(path: Path) -> list[str]:
         return [json.loads(line)["id"] for line in f]
 
 
+def _corpus(work: Path, rollouts: int, reuse: bool) -> int:
+    """Write the corpus, or reuse one written before for the same size (``corpus.json``)."""
+    marker = work / "corpus.json"
+    if reuse and marker.exists() and json.loads(marker.read_text()).get("rollouts") == rollouts:
+        size = json.loads(marker.read_text())["bytes"]
+        print(f"corpus: reusing {rollouts:,} rollouts, {size / 1e9:.2f} GB in {work}")
+        return size
+    if work.exists():
+        shutil.rmtree(work)
+    t = time.perf_counter()
+    size = write_corpus(work / "annotations", rollouts=rollouts, files=FULL_FILES)
+    marker.write_text(json.dumps({"rollouts": rollouts, "bytes": size}))
+    print(f"corpus: {rollouts:,} rollouts, {FULL_FILES} files, {size / 1e9:.2f} GB, written in {time.perf_counter() - t:.1f} s")
+    return size
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the full corpus size (1.0 = 565,096 rollouts)")
     ap.add_argument("--fraction", type=float, default=0.25, help="kept fraction rho")
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--workers", type=int, default=2, help="mprm select --workers")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each, alternating; medians are reported")
     ap.add_argument("--workdir", default="/tmp/mprm_select_bench")
+    ap.add_argument("--reuse", action="store_true", help="reuse a corpus of the same size left in --workdir by --keep")
     ap.add_argument("--keep", action="store_true", help="keep the corpus and outputs")
     args = ap.parse_args(argv)
     work = Path(args.workdir)
-    if work.exists():
-        shutil.rmtree(work)
     rollouts = max(FULL_FILES, round(FULL_ROLLOUTS * args.scale))
-    t = time.perf_counter()
-    size = write_corpus(work / "annotations", rollouts=rollouts, files=FULL_FILES)
-    print(f"corpus: {rollouts:,} rollouts, {FULL_FILES} files, {size / 1e9:.2f} GB, written in {time.perf_counter() - t:.1f} s")
+    size = _corpus(work, rollouts, args.reuse)
+    script = work / "baseline.py"
+    script.write_text(BASELINE)
+    fast_cmd = ["mprm", "select", "--input", str(work / "annotations"), "--strategy", "bis", "--fraction", str(args.fraction),
+                "--alpha", str(args.alpha), "--workers", str(args.workers), "--output", str(work / "fast")]
+    base_cmd = [str(script), str(work / "annotations"), str(work / "base"), str(args.fraction), str(args.alpha)]
     try:
-        for d in ("fast", "base"):
-            (work / d).mkdir()
-        fast_wall, fast_rss, fast_cpu = _measure(["mprm", "select", "--input", str(work / "annotations"), "--strategy", "bis",
-                                           "--fraction", str(args.fraction), "--alpha", str(args.alpha),
-                                           "--workers", str(args.workers), "--output", str(work / "fast")])
-        script = work / "baseline.py"
-        script.write_text(BASELINE)
-        base_wall, base_rss, base_cpu = _measure([str(script), str(work / "annotations"), str(work / "base"),
-                                           str(args.fraction), str(args.alpha)])
+        load_before = os.getloadavg()
+        fast, base = [], []
+        for _ in range(args.repeat):
+            for d in ("fast", "base"):
+                shutil.rmtree(work / d, ignore_errors=True)
+                (work / d).mkdir()
+            fast.append(_measure(fast_cmd))
+            base.append(_measure(base_cmd))
+        load_after = os.getloadavg()
         same = _ids(work / "fast" / "selected.jsonl") == _ids(work / "base" / "selected.jsonl")
+        (fast_wall, fast_rss, fast_cpu), (base_wall, base_rss, base_cpu) = _median(fast), _median(base)
         result = {"rollouts": rollouts, "files": FULL_FILES, "gigabytes": round(size / 1e9, 3), "fraction": args.fraction,
-                  "workers": args.workers, "cpus": os.cpu_count(),
+                  "workers": args.workers, "cpus": os.cpu_count(), "repeat": args.repeat,
                   "mprm_select_s": round(fast_wall, 2), "stdlib_json_s": round(base_wall, 2),
                   "speedup": round(base_wall / fast_wall, 2), "mprm_cpu_s": round(fast_cpu, 2),
-                  "stdlib_cpu_s": round(base_cpu, 2), "cpu_time_ratio": round(base_cpu / fast_cpu, 2), "mprm_peak_rss_gb": round(fast_rss / 1e9, 3),
-                  "stdlib_peak_rss_gb": round(base_rss / 1e9, 3), "same_selection": same}
+                  "stdlib_cpu_s": round(base_cpu, 2), "cpu_time_ratio": round(base_cpu / fast_cpu, 2),
+                  "mprm_peak_rss_gb": round(fast_rss / 1e9, 3), "stdlib_peak_rss_gb": round(base_rss / 1e9, 3),
+                  "same_selection": same, "load_average_before": [round(x, 2) for x in load_before],
+                  "load_average_after": [round(x, 2) for x in load_after],
+                  "runs_wall_s": {"mprm": [round(r[0], 2) for r in fast], "stdlib": [round(r[0], 2) for r in base]},
+                  "runs_cpu_s": {"mprm": [round(r[2], 2) for r in fast], "stdlib": [round(r[2], 2) for r in base]}}
         print(json.dumps(result, indent=2))
         return 0 if same else 1
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _median(runs: list[tuple[float, int, float]]) -> tuple[float, int, float]:
+    """Median wall and CPU time, largest peak RSS."""
+    walls, rss, cpus = zip(*runs)
+    return statistics.median(walls), max(rss), statistics.median(cpus)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ every input line.
 Writes into ``--output``: ``manifest.jsonl`` (one row per non-empty input line),
 ``selected.jsonl`` (the kept rollouts in the training format, file order, files in sorted name
 order), ``report.json`` / ``report.md`` and ``scores.png``. Exit 0 on success, 2 on bad input
-or bad arguments. Two passes (mprm.data.jsonl): one to rank, one to write the chosen lines.
+or bad arguments. Two passes over the files, both in ``--workers`` processes: ``mprm.data.jsonl``
+reads every line once for the ranking numbers; ``mprm.data.outputs`` re-reads only the chosen
+lines and writes them with the manifest (docs/selection.md, "How it is fast").
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import time
 from collections import Counter
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import orjson
 
-from mprm.data.jsonl import FileScan, scan_corpus, write_kept
+from mprm.data.jsonl import FileScan, make_pool, scan_corpus
+from mprm.data.outputs import OutputJob, write_outputs
 from mprm.data.readers import corpus_files
 from mprm.data.report import RowStats, plot_scores, table_stats, write_reports
 from mprm.data.selection import STRATEGIES, ScoreTable, select_table
@@ -71,33 +74,15 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _concat(scans: list[FileScan], i: int, dtype) -> np.ndarray:
-    """Column ``i`` of every scan's rows (FileScan.rows), concatenated in file order."""
-    return np.fromiter((row[i] for s in scans for row in s.rows), dtype=dtype, count=sum(len(s.rows) for s in scans))
-
-
-def _manifest(path: Path, scans: list[FileScan], scores: np.ndarray, kept: np.ndarray) -> None:
-    """One row per non-empty input line, in input order (rejected rows carry score null)."""
-    start = 0
-    with open(path, "wb") as f:
-        for scan in scans:
-            m = len(scan.rows)
-            valid = [
-                (row[0], {"file": scan.file, "line": row[0], "source": scan.source, "id": row[3], "score": s, "selected": k, "reason": None})
-                for row, s, k in zip(scan.rows, scores[start : start + m].tolist(), kept[start : start + m].tolist())
-            ]
-            bad = [
-                (line, {"file": scan.file, "line": line, "source": scan.source, "id": rid, "score": None, "selected": False, "reason": reason})
-                for line, rid, reason, _ in scan.rejected
-            ]
-            rows = sorted(valid + bad, key=lambda r: r[0]) if bad else valid
-            f.write(b"".join(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for _, row in rows))
-            start += m
+def _concat(scans: list[FileScan], name: str) -> np.ndarray:
+    """One column of every scan, concatenated in file order."""
+    columns = [getattr(s, name) for s in scans]
+    return np.concatenate(columns) if columns else np.zeros(0, np.float64 if name == "sum_mc" else np.int64)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the selection; the cyclic garbage collector is paused meanwhile (no cycles are made,
-    and its passes over hundreds of thousands of row tuples cost ~10% of the run)."""
+    and its passes over hundreds of thousands of objects cost time for nothing)."""
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -105,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def _plot(path: Path, scores: np.ndarray, kept: np.ndarray, strategy: str, alpha: float) -> None:
+    label = {"reliable": "R (mean MC of positive steps)", "low_mc": "mean step MC"}.get(strategy, f"BIS (alpha={alpha})")
+    plot_scores(path, scores, kept, label=label)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -121,14 +111,24 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(f"two input files share a source name: {sorted(n for n, c in stems.items() if c > 1)}")
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    pool = make_pool(args.workers, len(files))
+    try:
+        return _select(args, files, out_dir, pool, started)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+
+def _select(args: argparse.Namespace, files: list[tuple[Path, str]], out_dir: Path, pool: Any, started: float) -> int:
     threshold = 0.0 if args.soft_labels else args.label_threshold
     fraction = 1.0 if args.strategy == "full" else args.fraction
     from tqdm import tqdm
 
-    started = time.perf_counter()
     with tqdm(total=len(files), desc="scan", unit="file", file=sys.stderr, disable=None) as bar:
         scans = scan_corpus(files, lenient=args.lenient, unannotated=args.unannotated, threshold=threshold,
-                            workers=args.workers, progress=bar)
+                            pool=pool, progress=bar)
     errors = [s.error for s in scans if s.error is not None]
     if errors:
         error: DataError = errors[0]
@@ -137,26 +137,22 @@ def _run(args: argparse.Namespace) -> int:
         return 2
 
     names = [s.source for s in scans]
-    group_ids = np.concatenate([np.full(len(s.rows), g, np.int64) for g, s in enumerate(scans)]) if scans else np.zeros(0, np.int64)
-    table = ScoreTable(_concat(scans, 4, np.int64), _concat(scans, 5, np.int64), _concat(scans, 6, np.float64))
+    sizes = [len(s) for s in scans]
+    group_ids = np.repeat(np.arange(len(scans), dtype=np.int64), sizes)
+    table = ScoreTable(_concat(scans, "n_steps"), _concat(scans, "n_pos"), _concat(scans, "sum_mc"))
     result = select_table(table, group_ids, names, strategy=args.strategy, fraction=fraction, alpha=args.alpha,
                           seed=args.seed, per_source=not args.global_)
     kept = np.zeros(len(table), bool)
     kept[result.chosen] = True
 
-    jobs, start = [], 0
-    for scan in scans:
-        m = len(scan.rows)
-        rows = np.flatnonzero(kept[start : start + m]).tolist()
-        jobs.append((scan.path, [scan.rows[i][:3] for i in rows], scan.source))
-        start += m
-    with tqdm(total=sum(1 for j in jobs if j[1]), desc="write", unit="file", file=sys.stderr, disable=None) as bar:
-        write_kept(out_dir / "selected.jsonl", jobs, threshold=threshold, soft=args.soft_labels,
-                   unannotated=args.unannotated, workers=args.workers, progress=bar)
-    _manifest(out_dir / "manifest.jsonl", scans, result.scores, kept)
+    bounds = np.cumsum([0, *sizes])
+    jobs = [OutputJob(scan, result.scores[a:b], kept[a:b], str(out_dir), i, threshold=threshold, soft=bool(args.soft_labels),
+                      unannotated=args.unannotated) for i, (scan, a, b) in enumerate(zip(scans, bounds[:-1], bounds[1:]))]
+    with tqdm(total=len(jobs), desc="write", unit="file", file=sys.stderr, disable=None) as bar:
+        write_outputs(out_dir / "selected.jsonl", out_dir / "manifest.jsonl", jobs, pool=pool, progress=bar)
 
-    stats = RowStats(group_ids, table.n_steps, _concat(scans, 7, np.int64), table.sum_mc, table.mixed(),
-                     _concat(scans, 8, np.int64))
+    stats = RowStats(group_ids, table.n_steps, _concat(scans, "n_err"), table.sum_mc, table.mixed(),
+                     _concat(scans, "n_unannotated"))
     rejected = Counter(code for s in scans for _, _, _, code in s.rejected)
     report = {
         "parameters": {
@@ -181,8 +177,7 @@ def _run(args: argparse.Namespace) -> int:
     }
     write_reports(out_dir, report)
     if not args.no_plot and len(table):
-        label = {"reliable": "R (mean MC of positive steps)", "low_mc": "mean step MC"}.get(args.strategy, f"BIS (alpha={args.alpha})")
-        plot_scores(out_dir / "scores.png", result.scores, kept, label=label)
+        _plot(out_dir / "scores.png", result.scores, kept, args.strategy, args.alpha)
     print(f"mprm select: kept {int(kept.sum()):,} of {len(table):,} valid rollouts "
           f"({report['input']['rejected']:,} rejected) -> {out_dir}", file=sys.stderr)
     return 0

@@ -110,9 +110,20 @@ def _rng(seed: int, group: str) -> random.Random:
 
 
 def choose_group(
-    table: ScoreTable, rows: np.ndarray, k: int, *, strategy: str, alpha: float, seed: int, group: str
+    table: ScoreTable,
+    rows: np.ndarray,
+    k: int,
+    *,
+    strategy: str,
+    alpha: float,
+    seed: int,
+    group: str,
+    score: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Indices (into the table, sorted = file order) that one group keeps (METHOD.md 3-4)."""
+    """Indices (into the table, sorted = file order) that one group keeps (METHOD.md 3-4).
+
+    ``score`` is :func:`ranking_score` of the whole table when the caller has it already.
+    """
     m = len(rows)
     if k >= m:
         return rows.copy()
@@ -128,7 +139,7 @@ def choose_group(
             return np.sort(mixed[rng.sample(range(len(mixed)), k)])
         fill = other[rng.sample(range(len(other)), k - len(mixed))]
         return np.sort(np.concatenate([mixed, fill]))
-    score = ranking_score(table, strategy, alpha)[rows]
+    score = (ranking_score(table, strategy, alpha) if score is None else score)[rows]
     if strategy in ("bis", "reliable"):
         order = np.argsort(-score, kind="stable")
     elif strategy == "low_mc":
@@ -169,16 +180,19 @@ def select_table(
         fraction = 1.0
     group_ids = np.asarray(group_ids, np.int64)
     if per_source:
-        groups = [(name, np.flatnonzero(group_ids == g)) for g, name in enumerate(group_names)]
+        order = np.argsort(group_ids, kind="stable")
+        bounds = np.searchsorted(group_ids[order], np.arange(len(group_names) + 1))
+        groups = [(name, order[bounds[g] : bounds[g + 1]]) for g, name in enumerate(group_names)]
     else:
         groups = [("__global__", np.arange(len(table)))]
+    score = ranking_score(table, strategy, alpha)
     chosen, ks = [], {}
     for name, rows in groups:
         k = keep_count(len(rows), fraction)
         ks[name] = k
-        chosen.append(choose_group(table, rows, k, strategy=strategy, alpha=alpha, seed=seed, group=name))
+        chosen.append(choose_group(table, rows, k, strategy=strategy, alpha=alpha, seed=seed, group=name, score=score))
     picked = np.sort(np.concatenate(chosen)).astype(np.int64) if chosen else np.zeros(0, np.int64)
-    return Selection(picked, ranking_score(table, strategy, alpha), ks)
+    return Selection(picked, score, ks)
 
 
 def select(

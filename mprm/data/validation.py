@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from operator import itemgetter, methodcaller
 from typing import Any, NamedTuple
 
 import orjson
@@ -25,6 +26,8 @@ import orjson
 CONSUMED_FIELDS = frozenset({"id", "image", "answer", "steps_with_score"})
 UNANNOTATED_MODES = ("negative", "truncate")
 _INDEX = re.compile(r"\[\d+\]")
+_STEP_TEXT, _STEP_SCORE = itemgetter("step"), itemgetter("score")
+_STEP_CORRECT, _STEP_TOTAL = methodcaller("get", "num_mc_correct"), methodcaller("get", "num_mc_total")
 
 
 class RecordError(ValueError):
@@ -206,10 +209,10 @@ def build_checked(obj: dict[str, Any], *, unannotated: str = "negative") -> Chec
     images = [image] if isinstance(image, str) else list(image)
     question, question_key = _question(obj)
     steps = obj["steps_with_score"]
-    texts = [s["step"] for s in steps]
-    scores = [float(s["score"]) for s in steps]
-    correct = [s.get("num_mc_correct") for s in steps]
-    total = [s.get("num_mc_total") for s in steps]
+    texts = list(map(_STEP_TEXT, steps))
+    scores = list(map(float, map(_STEP_SCORE, steps)))
+    correct = list(map(_STEP_CORRECT, steps))
+    total = list(map(_STEP_TOTAL, steps))
     n_unannotated = total.count(0)
     if n_unannotated and unannotated == "truncate":
         cut = total.index(0)

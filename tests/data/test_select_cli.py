@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -177,3 +178,128 @@ def test_determinism_and_workers(tmp_path, tools, capsys):
                      "--workers", str(workers), "--no-plot", "--output", str(out)], capsys)[0] == 0
         outs.append((out / "selected.jsonl").read_bytes() + (out / "manifest.jsonl").read_bytes())
     assert outs[0] == outs[1] and outs[0] != outs[2]
+
+
+def _varied_lines(tools) -> list:
+    """Valid lines of many shapes, lines the typed decoder accepts but the rules reject, and lines
+    it cannot decode, so that every path of the fast scan and of the spliced writer is taken."""
+    r = tools.rollout
+    valid = [
+        r([1.0, 0.0], id=7),
+        r([0.5, 0.25, 0.0], id="abc", image=["x.png", "y.png"]),
+        r([0.1, 0.7], id=None, question_orig="  "),  # blank question_orig -> question; 0.1 not dyadic
+        r([1, 0], question_orig=5, answer=[1, 2]),
+        r([0.0625, 0.0, 0.0], totals=[16, 0, 16], answer=None),
+        r([1.0], question_orig="Combien de cercles ? é ü 中文", response={"nested": [1, "x"]}),
+        r([0.75, 1e-300], id=1.5),
+        r([0.5]) | {"steps_with_score": [{"step": "  leading space", "score": 0.5}]},
+        r([0.5]) | {"steps_with_score": [{"step": "no counts", "score": 0.5, "num_mc_correct": None, "num_mc_total": None}]},
+        r([0.9375, 0.0]) | {"answer": 4.0},
+        r([0.0, 0.5], totals=[0, 16]),  # unannotated first step: rejected under truncate
+        r([0.5, 0.5], id=123456789012345678901234567890, big=-123456789012345678901234567890, flag=True, note=None),
+    ]
+    decodable_bad = [
+        r([1.5]),
+        r([-0.0625, 1.0]),
+        r([1.0]) | {"steps_with_score": [{"step": "a", "score": 0.5, "num_mc_correct": 9, "num_mc_total": 8}]},
+        r([1.0]) | {"steps_with_score": [{"step": "", "score": 0.5}]},
+        r([1.0]) | {"steps_with_score": [{"step": "\u3000 \n", "score": 0.5}]},
+        r([1.0], image=""),
+        r([1.0], image=[]),
+        r([1.0], image=["a.png", " "]),
+        r([1.0]) | {"steps_with_score": []},
+        r([1.0]) | {"question_orig": None, "question": None},
+    ]
+    undecodable = [
+        b'{"image": "a.png", "question": "q", "steps_with_score": [{"step": "s", "score": "0.5"}]}',
+        b'{"image": "a.png", "question": "q", "steps_with_score": [{"step": "s", "score": NaN}]}',
+        b'{"image": "a.png", "question": "q", "steps_with_score": [{"step": "s", "score": 0.5, "num_mc_total": -1}]}',
+        b"[1, 2]",
+        b'{"image": "a\xff.png", "question": "q", "steps_with_score": [{"step": "s", "score": 1.0}]}',
+        b'{"image": "a.png", "steps_with_score": [',
+    ]
+    lines: list = []
+    for i in range(3):
+        lines += valid
+        lines += [json.dumps(x, ensure_ascii=bool(i % 2)).encode() + (b"\r" if i == 1 else b"") for x in valid[:4]]
+        lines += [decodable_bad[i :: 3], undecodable[i :: 3]][i % 2]
+        lines += ["", "  "] if i == 2 else []
+    return lines
+
+
+@pytest.mark.parametrize("chunk_bytes", [64, 700, 1 << 21])
+@pytest.mark.parametrize("unannotated,threshold", [("negative", 0.0), ("truncate", 0.0625)])
+def test_fast_scan_agrees_with_precise_reader_in_every_chunking(tmp_path, tools, monkeypatch, chunk_bytes, unannotated, threshold):
+    from mprm.data import jsonl
+    from mprm.data.readers import iter_corpus
+
+    path = tools.write_jsonl(tmp_path / "src.jsonl", _varied_lines(tools))
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    monkeypatch.setattr(jsonl, "CHUNK_BYTES", chunk_bytes)
+    scan = jsonl.scan_file(path, source="src", lenient=True, unannotated=unannotated, threshold=threshold)
+    results = list(iter_corpus(path, lenient=True, unannotated=unannotated))
+    assert scan.n_lines == len(results)
+    kept = [x for x in results if x.rollout]
+    expected = []
+    for x in kept:
+        s = x.rollout.mc_scores
+        unann = sum(st.num_mc_total == 0 for st in x.rollout.steps) if unannotated == "negative" else None
+        expected.append((x.line, x.rollout.id, len(s), sum(v > 0 for v in s), math.fsum(s), sum(v <= threshold for v in s), unann))
+    got = [(r[0], r[3], r[4], r[5], r[6], r[7], r[8] if unannotated == "negative" else None) for r in scan.rows]
+    assert got == expected
+    assert [(line, reason) for line, _, reason, _ in scan.rejected] == [(x.line, x.reason) for x in results if not x.rollout]
+    raw = path.read_bytes()
+    for line, offset, size, *_ in scan.rows:  # offsets point at the line's own bytes
+        assert raw[offset : offset + size].rstrip(b"\r") == raw.split(b"\n")[line - 1].lstrip(b"\xef\xbb\xbf").rstrip(b"\r")
+
+
+def test_manifest_lines_are_orjson_rows():
+    import numpy as np
+    import orjson
+
+    from mprm.data.jsonl import FileScan
+    from mprm.data.outputs import manifest_lines
+
+    for ids in (None, ["own-1", None, 'q"uote']):
+        scan = FileScan(path="x", file="50%_é.jsonl", source="50%_é", line=np.array([1, 4, 6]),
+                        rejected=[(2, "50%_é:2", "line: invalid JSON ('x')", "line: invalid JSON"), (7, "z", "image: empty ('')", "image: empty")],
+                        ids=ids)
+        scores = np.array([0.25828, 1e-7, 0.1 + 0.2])
+        kept = np.array([True, False, True])
+        rows = [{"file": scan.file, "line": n, "source": scan.source, "id": (ids[j] if ids and ids[j] else f"{scan.source}:{n}"),
+                 "score": float(scores[j]), "selected": bool(kept[j]), "reason": None} for j, n in enumerate([1, 4, 6])]
+        rows += [{"file": scan.file, "line": n, "source": scan.source, "id": rid, "score": None, "selected": False, "reason": why}
+                 for n, rid, why, _ in scan.rejected]
+        rows.sort(key=lambda row: row["line"])
+        assert manifest_lines(scan, scores, kept) == b"".join(orjson.dumps(row) + b"\n" for row in rows)
+
+
+def test_scores_png_bars(tmp_path):
+    """100 not-kept rollouts at score 0 and 10 kept at score 1: a grey bar at the left edge, a
+    blue one at the right edge, the grey one taller (log axis: 100 vs 10)."""
+    import numpy as np
+    from PIL import Image
+
+    from mprm.data.report import plot_scores
+
+    plot_scores(tmp_path / "s.png", np.array([0.0] * 100 + [1.0] * 10), np.array([False] * 100 + [True] * 10), label="BIS")
+    image = np.asarray(Image.open(tmp_path / "s.png").convert("RGB"))
+    assert image.shape == (350, 600, 3)
+    grey = np.argwhere((image == (187, 187, 187)).all(axis=2))
+    blue = np.argwhere((image == (31, 119, 180)).all(axis=2))
+    plot_grey, plot_blue = grey[grey[:, 1] < 480], blue[blue[:, 1] < 480]  # leave out the legend (top right)
+    assert len(plot_grey) and plot_grey[:, 1].max() < 100 and not len(plot_blue[plot_blue[:, 0] > 60])
+    bars_blue = blue[blue[:, 0] > 60]
+    assert bars_blue[:, 1].min() > 560
+    assert plot_grey[:, 0].min() < bars_blue[:, 0].min()  # the taller bar starts higher up
+
+
+def test_strict_error_in_a_later_file_leaves_no_outputs(tmp_path, tools, capsys):
+    for i in range(3):
+        recs = [tools.rollout([1.0, 0.0]), tools.rollout([0.5])] + ([b"not json"] if i == 2 else [])
+        tools.write_jsonl(tmp_path / "ann" / f"s{i}.jsonl", recs)
+    out = tmp_path / "out"
+    code, err = _run(["--input", str(tmp_path / "ann"), "--strategy", "bis", "--fraction", "0.5", "--workers", "2",
+                      "--output", str(out)], capsys)
+    assert code == 2 and "s2.jsonl:3: line: invalid JSON" in err
+    assert list(out.iterdir()) == []
