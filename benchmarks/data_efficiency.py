@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--pretrain-steps", type=int, default=600)
+    p.add_argument("--pretrain-steps", type=int, default=800)
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "mprm"))
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     return p.parse_args(argv)

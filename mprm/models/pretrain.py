@@ -43,7 +43,7 @@ class PretrainSettings:
     """What defines a pretrained tiny backbone (and its cache key)."""
 
     backbone: str = "qwen2_5_vl"
-    steps: int = 500
+    steps: int = 800
     batch_size: int = 16
     lr: float = 2e-3
     pairs: int = 4000
