@@ -603,20 +603,28 @@ def generate(
     return {"output_dir": str(out), **summary}
 
 
+def _pictures(n: int, *, seed: int, tag: str, prefix: str, image_dir: str | Path,
+              caller: str) -> Iterator[tuple[random.Random, Scene, Path]]:
+    """``n`` random scenes drawn as PNGs under ``image_dir``, with the seeded rng that drew them."""
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"{caller}: n must be an integer >= 0 (got {n!r})")
+    rng = random.Random(f"{seed}:{tag}")
+    root = Path(image_dir)
+    for i in range(n):
+        scene = _scene(rng)
+        path = root / f"{prefix}_{i:06d}.png"
+        draw_scene(scene, path)
+        yield rng, scene, path
+
+
 def pretraining_pairs(n: int, *, seed: int = 0, image_dir: str | Path) -> Iterator[dict[str, str]]:
     """Yield ``n`` image-caption pairs for pre-training a tiny backbone on the synthetic domain.
 
     Each pair is ``{"image": path of a PNG written under image_dir, "text": caption}``; the
     caption states every cell and the counts in the vocabulary of the solution steps.
     """
-    if not isinstance(n, int) or n < 0:
-        raise ValueError(f"pretraining_pairs: n must be an integer >= 0 (got {n!r})")
-    rng = random.Random(f"{seed}:pretrain")
-    root = Path(image_dir)
-    for i in range(n):
-        scene = _scene(rng)
-        path = root / f"pretrain_{i:06d}.png"
-        draw_scene(scene, path)
+    for _, scene, path in _pictures(n, seed=seed, tag="pretrain", prefix="pretrain", image_dir=image_dir,
+                                    caller="pretraining_pairs"):
         yield {"image": str(path), "text": describe_scene(scene)}
 
 
@@ -627,15 +635,9 @@ def solution_pairs(n: int, *, seed: int = 0, image_dir: str | Path) -> Iterator[
     policy model trained on good solutions, a backbone pretrained on these has seen how right
     solutions read, never a wrong step, a step label or an MC score.
     """
-    if not isinstance(n, int) or n < 0:
-        raise ValueError(f"solution_pairs: n must be an integer >= 0 (got {n!r})")
-    rng = random.Random(f"{seed}:solutions")
-    root = Path(image_dir)
-    for i in range(n):
-        scene = _scene(rng)
+    for rng, scene, path in _pictures(n, seed=seed, tag="solutions", prefix="solution", image_dir=image_dir,
+                                        caller="solution_pairs"):
         kind = rng.choices(KINDS, KIND_WEIGHTS)[0]
         question, target = _question(rng, kind, scene)
         steps, _, answer = _solution(rng, kind, scene, target, False)
-        path = root / f"solution_{i:06d}.png"
-        draw_scene(scene, path)
         yield {"image": str(path), "question": question, "steps": steps, "answer": answer}

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from mprm.cli import main
-from mprm.data.synth import NoiseSettings, generate, pretraining_pairs, simulate_mc
+from mprm.data.synth import NoiseSettings, generate, pretraining_pairs, simulate_mc, solution_pairs
 
 PALETTE = {(230, 0, 0): "red", (0, 160, 0): "green", (0, 0, 230): "blue", (240, 200, 0): "yellow"}
 CELL_NAMES = ("Top left", "Top right", "Bottom left", "Bottom right")
@@ -334,3 +334,13 @@ def test_pretraining_pairs_describe_their_pictures(tmp_path):
         for name, cell in zip(CELL_NAMES, cells):
             assert f"{name}: {desc(cell)}." in pair["text"]
         assert pair["text"].endswith(f"Shapes: {sum(c is not None for c in cells)}.")
+
+
+def test_solution_pairs_are_correct_for_their_pictures(tmp_path):
+    pairs = list(solution_pairs(40, seed=4, image_dir=tmp_path))
+    assert [Path(p["image"]).name for p in pairs[:2]] == ["solution_000000.png", "solution_000001.png"]
+    for p in pairs:
+        truths, answer = step_truths(p["question"], p["steps"], [read_cells(Path(p["image"]))])
+        assert all(truths) and answer == p["answer"], p
+    with pytest.raises(ValueError, match="solution_pairs: n must be an integer >= 0"):
+        list(solution_pairs(-1, image_dir=tmp_path))
