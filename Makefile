@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.mprm-installed
 PYTEST_ARGS ?= -n 2 --timeout 900
+# Extra pip arguments for the torch install, e.g. `--index-url <PyTorch's CPU wheel index>` on a
+# machine whose package index would otherwise serve the CUDA build.
+TORCH_PIP_ARGS ?=
 
 .PHONY: demo test setup clean lint
 
@@ -15,7 +18,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q "torch==$(TORCH_VERSION)"
+	$(PIP) install -q $(TORCH_PIP_ARGS) "torch==$(TORCH_VERSION)"
 	echo "torch==$(TORCH_VERSION)" > $(VENV)/constraints.txt
 	$(PIP) install -q -e ".[test]" -c $(VENV)/constraints.txt
 	touch $(STAMP)

@@ -9,8 +9,8 @@
                                                             #  evaluation: a --wrap job after it)
     python launch/sweep.py --write-configs                  # regenerate configs/paper/ from the grid
 
-Finished cells (``final/`` + ``run_summary.json`` + ``eval/metrics.json``, and ``eval_curve/
-curve.json`` with ``--curves``) are skipped; a partly trained cell resumes (train.resume=auto).
+Finished cells (``final/`` + ``run_summary.json`` + ``eval/final/metrics.json``, and
+``eval/curve.json`` with ``--curves``) are skipped; a partly trained cell resumes (train.resume=auto).
 """
 
 from __future__ import annotations
