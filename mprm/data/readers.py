@@ -165,15 +165,21 @@ def _strict(path: Path, line: int, field: str, problem: str, value: Any) -> Data
     return DataError(str(path), line, RecordError(field, problem, value).reason)
 
 
-def read_training_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of the training format (``selected.jsonl``), checked for what the trainer relies on."""
-    path = Path(path)
-    rows: list[dict[str, Any]] = []
+def _strict_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, JSON object) of a file; the first unparsable or non-object line raises DataError."""
     for line, obj in _objects(path):
         if isinstance(obj, RecordError):
             raise DataError(str(path), line, obj.reason)
         if not isinstance(obj, dict):
             raise _strict(path, line, "line", "not a JSON object", type(obj).__name__)
+        yield line, obj
+
+
+def read_training_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of the training format (``selected.jsonl``), checked for what the trainer relies on."""
+    path = Path(path)
+    rows: list[dict[str, Any]] = []
+    for line, obj in _strict_objects(path):
         for key, kind in (("images", list), ("question", str), ("steps", list), ("labels", list)):
             if not isinstance(obj.get(key), kind):
                 raise _strict(path, line, key, f"missing or not a {kind.__name__}", obj.get(key))
@@ -191,11 +197,7 @@ def read_trl_stepwise(path: str | os.PathLike) -> list[dict[str, Any]]:
     ``images``/``image`` and ``id``), .jsonl or .parquet, as training-format rows."""
     path = Path(path)
     rows: list[dict[str, Any]] = []
-    for line, obj in _objects(path):
-        if isinstance(obj, RecordError):
-            raise DataError(str(path), line, obj.reason)
-        if not isinstance(obj, dict):
-            raise _strict(path, line, "line", "not a JSON object", type(obj).__name__)
+    for line, obj in _strict_objects(path):
         prompt, completions, labels = obj.get("prompt"), obj.get("completions"), obj.get("labels")
         if not isinstance(prompt, str):
             raise _strict(path, line, "prompt", "missing or not a string", prompt)
