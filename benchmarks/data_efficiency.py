@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     done = {(r["seed"], r["setting"]) for r in runs}
     t0 = time.time()
     for seed in range(args.seeds):
-        data, dev, test = prepare_synth(out / f"seed{seed}" / "synth", sources=args.sources, rollouts=args.rollouts,
-                                        benchmark_items=args.benchmark_items, seed=seed)
+        data, dev, test, _, _ = prepare_synth(out / f"seed{seed}" / "synth", sources=args.sources,
+                                              rollouts=args.rollouts, benchmark_items=args.benchmark_items, seed=seed)
         for strategy, fraction in plan:
             name = "full" if strategy == "full" else f"{strategy}-{round(100 * fraction)}%"
             if (seed, name) in done:

@@ -8,23 +8,31 @@ Each step goes through the real entry points' code: ``mprm.data.synth.generate``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mprm.data.synth import NoiseSettings, generate
 
 
-def prepare_synth(out: Path, *, sources: int, rollouts: int, benchmark_items: int, seed: int,
-                  noise: NoiseSettings | None = None) -> tuple[Path, Path, Path]:
-    """Write the synthetic corpus and split its benchmark: every third item -> dev, the rest -> test.
+class SynthSplit(NamedTuple):
+    """A written synthetic corpus: the data folder (also the image root) and its benchmark split."""
 
-    Returns (data folder = image root, dev benchmark, test benchmark).
-    """
+    data: Path
+    dev: Path
+    test: Path
+    n_dev: int
+    n_test: int
+
+
+def prepare_synth(out: Path, *, sources: int, rollouts: int, benchmark_items: int, seed: int,
+                  noise: NoiseSettings | None = None) -> SynthSplit:
+    """Write the synthetic corpus and split its benchmark: every third item -> dev, the rest -> test."""
     generate(out, sources=sources, rollouts=rollouts, benchmark_items=benchmark_items, seed=seed, noise=noise)
     lines = [ln for ln in (out / "benchmark" / "test.jsonl").read_text(encoding="utf-8").splitlines() if ln.strip()]
     dev, test = out / "benchmark" / "dev.jsonl", out / "benchmark" / "test_split.jsonl"
     dev.write_text("".join(ln + "\n" for i, ln in enumerate(lines) if i % 3 == 0), encoding="utf-8")
     test.write_text("".join(ln + "\n" for i, ln in enumerate(lines) if i % 3 != 0), encoding="utf-8")
-    return out, dev, test
+    n_dev = len(range(0, len(lines), 3))
+    return SynthSplit(out, dev, test, n_dev, len(lines) - n_dev)
 
 
 def train_overrides(*, backbone_dir: Path, backbone: str, data: Path, output_dir: Path, strategy: str,

@@ -113,9 +113,9 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.time()
 
     t0 = _stage("1/5 synthetic data (mprm synth)")
-    data, dev_file, test_file = prepare_synth(out / "synth", sources=args.sources, rollouts=args.rollouts,
-                                             benchmark_items=args.benchmark_items, seed=args.seed)
-    n_dev, n_test = (sum(1 for _ in open(f, encoding="utf-8")) for f in (dev_file, test_file))
+    data, dev_file, test_file, n_dev, n_test = prepare_synth(
+        out / "synth", sources=args.sources, rollouts=args.rollouts, benchmark_items=args.benchmark_items,
+        seed=args.seed)
     print(f"corpus {args.sources} x {args.rollouts} rollouts; benchmark {n_test} test + {n_dev} dev items "
           f"({time.time() - t0:.0f} s)", file=sys.stderr)
 

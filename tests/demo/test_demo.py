@@ -76,3 +76,14 @@ def test_demo_runs_end_to_end_at_a_small_size(tmp_path, repo_root):
     kept = sum(json.loads(ln)["selected"] for ln in (out / "train" / "selection" / "manifest.jsonl").open())
     assert kept == 3 * 10  # BIS-25% of 40 rollouts in each of 3 sources
     assert "| untrained (dev t=" in res.stdout and "| bis-0.25 trained (dev t=" in res.stdout
+
+
+def test_prepare_synth_holds_out_every_third_benchmark_item(tmp_path):
+    from mprm.experiments import prepare_synth
+
+    split = prepare_synth(tmp_path / "synth", sources=1, rollouts=4, benchmark_items=7, seed=0)
+    ids = [json.loads(ln)["id"] for ln in (split.data / "benchmark" / "test.jsonl").open()]
+    dev = [json.loads(ln)["id"] for ln in split.dev.open()]
+    test = [json.loads(ln)["id"] for ln in split.test.open()]
+    assert dev == [ids[0], ids[3], ids[6]] and test == [ids[1], ids[2], ids[4], ids[5]]
+    assert (split.n_dev, split.n_test) == (3, 4)
