@@ -29,24 +29,41 @@ _TEXT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key
              intermediate_size=128, initializer_range=0.1, max_position_embeddings=4096)
 
 
-def word_merges(words: Sequence[str]) -> list[tuple[str, str]]:
-    """Left-to-right BPE merges that make each of ``words`` one token.
+def word_merges(words: Sequence[str], base: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+    """BPE merges, ranked after ``base``, that make each of ``words`` one token.
 
     ``words`` are pre-tokenised pieces as the byte-level pre-tokeniser yields them (a leading
-    space is part of the word: " red"). Every merge result is a vocabulary entry, so any text
-    still tokenises; only the listed words become single tokens.
+    space is part of the word: " red"). Each word is first split by the merges ranked before it
+    (``base``, then earlier words), as BPE will split it, and its pieces are then joined left to
+    right; so " Yellow" still becomes one token although "Ye" is merged first (for "Yes"). Every
+    merge result is a vocabulary entry, so any text still tokenises; only the listed words become
+    single tokens. Returns the new merges only.
     """
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     byte_map = bytes_to_unicode()
-    merges: dict[tuple[str, str], None] = {}
+    rank = {pair: i for i, pair in enumerate(dict.fromkeys(base))}
+    new: list[tuple[str, str]] = []
     for word in words:
-        symbols = [byte_map[b] for b in word.encode("utf-8")]
-        left = symbols[0]
-        for sym in symbols[1:]:
-            merges[(left, sym)] = None
-            left += sym
-    return list(merges)
+        pieces = _bpe([byte_map[b] for b in word.encode("utf-8")], rank)
+        left = pieces[0]
+        for piece in pieces[1:]:
+            if (left, piece) not in rank:
+                rank[(left, piece)] = len(rank)
+                new.append((left, piece))
+            left += piece
+    return new
+
+
+def _bpe(symbols: list[str], rank: dict[tuple[str, str], int]) -> list[str]:
+    """Apply ranked merges as byte-level BPE does: always the best-ranked adjacent pair first."""
+    while len(symbols) > 1:
+        pairs = [(rank.get((a, b), len(rank)), i) for i, (a, b) in enumerate(zip(symbols, symbols[1:]))]
+        best, i = min(pairs)
+        if best == len(rank):
+            break
+        symbols = symbols[:i] + [symbols[i] + symbols[i + 1]] + symbols[i + 2:]
+    return symbols
 
 
 def tiny_tokenizer(special_tokens: list[str], extra_special: dict[str, str] | None = None,
@@ -62,7 +79,7 @@ def tiny_tokenizer(special_tokens: list[str], extra_special: dict[str, str] | No
     vocab = {"<|endoftext|>": 0}
     for ch in bytes_to_unicode().values():
         vocab[ch] = len(vocab)
-    merges = list(dict.fromkeys(list(_MERGES) + word_merges(words)))
+    merges = list(dict.fromkeys(_MERGES)) + word_merges(words, base=_MERGES)
     for a, b in merges:
         vocab.setdefault(a + b, len(vocab))
     kwargs = {"extra_special_tokens": extra_special} if extra_special else {}

@@ -20,6 +20,14 @@ def test_word_merges_chain_left_to_right():
     assert word_merges(["No"]) == [("N", "o")]
 
 
+def test_word_merges_build_on_merges_ranked_before_them():
+    # "Ye" (for "Yes") and "To" (for "Top") are merged first, so " Yellow" and " Total" must join
+    # those pieces, not restart from single bytes (which BPE would never reach)
+    merges = word_merges(["Top", " Total", " Yellow"], base=[("Y", "e"), ("Ye", "s")])
+    assert merges[:2] == [("T", "o"), ("To", "p")]
+    assert ("Ġ", "To") in merges and ("Ġ", "Ye") in merges and ("ĠT", "o") not in merges
+
+
 def test_domain_words_keeps_leading_space_and_frequency_order():
     # " a" is seen once (the first "a" starts its text, no space), " blue" and " square" once;
     # single-byte pieces need no merge
@@ -30,12 +38,13 @@ def test_domain_words_keeps_leading_space_and_frequency_order():
 def test_tiny_tokenizer_with_words_tokenises_words_whole_and_round_trips(tmp_path):
     from transformers import AutoTokenizer
 
-    build_tiny("qwen2_5_vl", tmp_path, words=[" red", " circle", "Top", " left"],
+    build_tiny("qwen2_5_vl", tmp_path, words=[" red", " circle", "Top", " left", " Total", " Yellow"],
                text_overrides={"hidden_size": 32, "num_attention_heads": 2, "num_key_value_heads": 1})
     tok = AutoTokenizer.from_pretrained(tmp_path)
-    text = "Top left: a red circle. Ünïcode redder"
+    text = "Top left: a red circle. Ünïcode redder. Yellow Total Yes"
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.convert_ids_to_tokens(ids)[:6] == ["Top", "Ġleft", ":", "Ġ", "a", "Ġred"]
+    assert tok.convert_ids_to_tokens(ids)[-4:] == ["ĠYellow", "ĠTotal", "Ġ", "Yes"]
     assert tok.decode(ids) == text
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["text_config"]["hidden_size"] == 32 and cfg["vision_config"]["out_hidden_size"] == 32
