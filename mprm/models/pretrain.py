@@ -34,6 +34,9 @@ from mprm.models.images import PREPROCESSOR_FILE
 from mprm.models.tiny import build_tiny
 
 PRETRAIN_FILE = "pretrain.json"
+# Bumped when the recipe changes what the same settings build; a cache of another version is rebuilt.
+# 2: domain words merged on top of earlier merges (" Yellow", " Total" are whole tokens).
+RECIPE_VERSION = 2
 PROMPT = "Describe the picture."
 _MODEL_KEYS = ("input_ids", "attention_mask", "prm_batch_index", "prm_positions", "prm_labels", "prm_counts")
 
@@ -123,7 +126,8 @@ def is_cached(output_dir: Path, settings: PretrainSettings) -> bool:
     meta = output_dir / PRETRAIN_FILE
     if not meta.is_file():
         return False
-    return json.loads(meta.read_text()).get("settings") == asdict(settings)
+    recorded = json.loads(meta.read_text())
+    return recorded.get("settings") == asdict(settings) and recorded.get("recipe_version") == RECIPE_VERSION
 
 
 def pretrain_tiny(output_dir: str | Path, settings: PretrainSettings = PretrainSettings(), *,
@@ -192,7 +196,8 @@ def pretrain_tiny(output_dir: str | Path, settings: PretrainSettings = PretrainS
         model.hf_model.save_pretrained(staging, safe_serialization=True)
         model.tokenizer.save_pretrained(staging)
         shutil.copy(base / PREPROCESSOR_FILE, staging / PREPROCESSOR_FILE)
-        meta = {"settings": asdict(settings), "vocabulary_words": len(words), "first_loss": losses[0],
+        meta = {"settings": asdict(settings), "recipe_version": RECIPE_VERSION,
+                "vocabulary_words": len(words), "first_loss": losses[0],
                 "final_loss": sum(losses[-20:]) / len(losses[-20:]), "wall_s": round(time.time() - t0, 1),
                 "heldout_caption_nll": {"right_image": nll_right, "wrong_image": nll_wrong}}
         (staging / PRETRAIN_FILE).write_text(json.dumps(meta, indent=2) + "\n")

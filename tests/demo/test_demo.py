@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mprm.models.pretrain import PretrainSettings, domain_words, pretrain_tiny
+from mprm.models.pretrain import RECIPE_VERSION, PretrainSettings, domain_words, is_cached, pretrain_tiny
 from mprm.models.tiny import build_tiny, word_merges
 
 
@@ -96,3 +96,13 @@ def test_prepare_synth_holds_out_every_third_benchmark_item(tmp_path):
     test = [json.loads(ln)["id"] for ln in split.test.open()]
     assert dev == [ids[0], ids[3], ids[6]] and test == [ids[1], ids[2], ids[4], ids[5]]
     assert (split.n_dev, split.n_test) == (3, 4)
+
+
+def test_pretrained_cache_is_reused_only_for_the_same_settings_and_recipe(tmp_path):
+    settings = PretrainSettings(steps=5)
+    meta = {"settings": {**vars(settings), "steps": 5}, "recipe_version": RECIPE_VERSION}
+    (tmp_path / "pretrain.json").write_text(json.dumps(meta))
+    assert is_cached(tmp_path, settings)
+    assert not is_cached(tmp_path, PretrainSettings(steps=6))
+    (tmp_path / "pretrain.json").write_text(json.dumps({**meta, "recipe_version": RECIPE_VERSION - 1}))
+    assert not is_cached(tmp_path, settings)  # built by an older recipe: rebuilt, not reused
