@@ -35,7 +35,8 @@ from mprm.models.tiny import build_tiny
 
 PRETRAIN_FILE = "pretrain.json"
 # Bumped when the recipe changes what the same settings build; a cache of another version is rebuilt.
-# 2: domain words merged on top of earlier merges (" Yellow", " Total" are whole tokens).
+# 2: domain words merged on top of earlier merges (" Yellow", " Total" are whole tokens), and the
+#    chat template's words (system prompt, role names) are domain words too.
 RECIPE_VERSION = 2
 PROMPT = "Describe the picture."
 _MODEL_KEYS = ("input_ids", "attention_mask", "prm_batch_index", "prm_positions", "prm_labels", "prm_counts")
@@ -77,13 +78,15 @@ def domain_words(texts: Iterable[str], *, min_count: int = 2, max_words: int = 6
     return [w for w, c in counts.most_common(max_words) if c >= min_count]
 
 
-def _domain_texts(work: Path, seed: int) -> list[str]:
-    """Questions, steps and captions of a small synthetic sample (the vocabulary's source)."""
+def _domain_texts(work: Path, seed: int, backbone: str) -> list[str]:
+    """Questions, steps and captions of a small synthetic sample, and the words of the backbone's
+    chat template (its system prompt and role names, in every sequence): the vocabulary's source."""
     from mprm.data.synth import generate, pretraining_pairs, solution_pairs
+    from mprm.models.backbones import get_backbone
 
     generate(work / "vocab", sources=2, rollouts=200, benchmark_items=50, bon_items=0, seed=seed + 1,
              images=False)
-    texts = [PROMPT, "Question: ", "Process: "] * 2
+    texts = [PROMPT, "Question: ", "Process: ", get_backbone(backbone).system_prompt, "system", "user", "assistant"] * 2
     for path in sorted((work / "vocab").rglob("*.jsonl")):
         for line in path.read_text().splitlines():
             row = json.loads(line)
@@ -153,7 +156,7 @@ def pretrain_tiny(output_dir: str | Path, settings: PretrainSettings = PretrainS
     rng = random.Random(settings.seed)
     with tempfile.TemporaryDirectory(prefix="mprm-pretrain-") as tmp:
         work = Path(tmp)
-        words = domain_words(_domain_texts(work, settings.seed))
+        words = domain_words(_domain_texts(work, settings.seed, settings.backbone))
         text = {"hidden_size": settings.hidden_size, "num_hidden_layers": settings.num_hidden_layers,
                 "intermediate_size": settings.intermediate_size}
         base = build_tiny(settings.backbone, work / "base", seed=settings.seed, words=words, text_overrides=text)
