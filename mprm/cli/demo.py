@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--benchmark-items", type=int, default=300, help="benchmark items, 1/3 held out as dev (default 300)")
     parser.add_argument("--strategy", default="bis", help="selection strategy (default bis)")
     parser.add_argument("--fraction", type=float, default=0.25, help="kept fraction per source (default 0.25)")
+    parser.add_argument("--head", default="surprise", choices=("surprise", "yes_no", "linear"),
+                        help="reward head (default surprise: the paper's yes_no head plus the backbone's surprise "
+                             "at the step, docs/demo.md; yes_no is the paper's head alone)")
+    parser.add_argument("--train-backbone", action="store_true",
+                        help="fine-tune the whole backbone too (default: only the LM head and the step head learn, "
+                             "so the backbone keeps what pretraining taught it; docs/demo.md)")
     parser.add_argument("--epochs", type=int, default=1, help="passes over the selected subset (default 1, as the paper)")
     parser.add_argument("--batch-size", type=int, default=16, help="global batch size of reward training (default 16)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of reward training (default 1e-3)")
@@ -127,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = _stage("3/5 evaluating the backbone before reward training (eval.py)")
     untrained = out / "untrained"
-    build_reward_model(backbone).save_pretrained(untrained)
+    build_reward_model(backbone, head=args.head).save_pretrained(untrained)
     before = evaluate(untrained, test_file, data, out / "eval_untrained", dev_file)
     print(f"untrained overall F1 {before['results'][HEADLINE_KIND]['overall']:.4f} ({time.time() - t0:.0f} s)",
           file=sys.stderr)
@@ -135,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = _stage(f"4/5 {args.strategy}-{args.fraction:g} selection and reward training (mprm select, train.py)")
     overrides = train_overrides(backbone_dir=backbone, backbone=args.backbone, data=data, output_dir=out / "train",
                                 strategy=args.strategy, fraction=args.fraction, seed=args.seed,
-                                batch_size=args.batch_size, lr=args.lr, epochs=args.epochs)
+                                batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, head=args.head,
+                                freeze_backbone=not args.train_backbone)
     try:
         summary = train_reward_model(overrides)
     except ConfigError as exc:

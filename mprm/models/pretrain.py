@@ -39,7 +39,8 @@ PRETRAIN_FILE = "pretrain.json"
 #    chat template's words (system prompt, role names) are domain words too.
 RECIPE_VERSION = 2
 PROMPT = "Describe the picture."
-_MODEL_KEYS = ("input_ids", "attention_mask", "prm_batch_index", "prm_positions", "prm_labels", "prm_counts")
+_MODEL_KEYS = ("input_ids", "attention_mask", "prm_batch_index", "prm_positions", "prm_labels", "prm_counts",
+               "prm_starts")
 
 
 @dataclass(frozen=True)

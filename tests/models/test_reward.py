@@ -132,3 +132,53 @@ def test_unknown_backbone_and_head(tiny_dir):
         build_reward_model(tiny_dir, head="mlp")
     with pytest.raises(KeyError, match="unknown backbone 'llava'"):
         build_reward_model(tiny_dir, backbone="llava")
+
+
+def test_step_surprise_features_by_hand():
+    from mprm.models.reward import step_surprise
+
+    # one row of 6 tokens, vocabulary of 2; the logits at t predict token t + 1
+    ids = torch.tensor([[0, 1, 0, 1, 0, 1]])
+    logits = torch.zeros(1, 6, 2)
+    logits[0, 0] = torch.tensor([0.0, math.log(3.0)])  # P(token 1 = 1) = 3/4
+    logits[0, 1] = torch.tensor([math.log(3.0), 0.0])  # P(token 2 = 0) = 3/4
+    logits[0, 2] = torch.tensor([math.log(3.0), 0.0])  # P(token 3 = 1) = 1/4
+    # logits[0, 4] uniform: P(token 5 = 1) = 1/2
+    nll = {1: -math.log(0.75), 2: -math.log(0.75), 3: -math.log(0.25), 5: -math.log(0.5)}
+    # step A = tokens 1..3 (its <prm> at 4), step B = token 5 (its <prm> would be at 6)
+    feats = step_surprise(logits, ids, torch.tensor([0, 0]), torch.tensor([1, 5]), torch.tensor([4, 6]))
+    a_max, a_mean = nll[3], (nll[1] + nll[2] + nll[3]) / 3
+    expected = [a_max, a_mean, a_max, nll[5], nll[5], a_max]  # B's largest so far is A's
+    assert feats.flatten().tolist() == pytest.approx([math.log1p(v) for v in expected], abs=1e-6)
+
+
+def test_surprise_head_starts_as_yes_no_and_learns_its_weights(tiny_dir, examples, image_root):
+    torch.manual_seed(0)
+    yes_no = build_reward_model(tiny_dir)
+    torch.manual_seed(0)
+    m = build_reward_model(tiny_dir, head="surprise")
+    f = m.formatter
+    batch = f.collate([f.encode(ex, image_root) for ex in examples])
+    assert batch["prm_starts"].tolist()[0] < batch["prm_positions"].tolist()[0]
+    out, ref = m(**batch), yes_no(**batch)
+    assert out.logits.shape == (6,)
+    # zero-initialised weights: exactly the paper's head before training
+    assert out.scores.tolist() == pytest.approx(ref.scores.tolist(), abs=1e-6)
+    assert out.loss_sum.item() == pytest.approx(ref.loss_sum.item(), rel=1e-5)
+    out.loss_sum.backward()
+    assert m.score_head.weight.grad.abs().sum() > 0
+    assert m.hf_model.get_output_embeddings().weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="prm_starts"):
+        m(**{k: v for k, v in batch.items() if k != "prm_starts"})
+
+
+def test_freeze_backbone_trains_only_the_heads(tiny_dir, examples, image_root):
+    m = build_reward_model(tiny_dir, head="surprise", freeze_backbone=True)
+    names = m.trainable_parameter_names()
+    assert names and all(n.startswith(("backbone.lm_head.", "score_head.")) for n in names)
+    assert "score_head.weight" in names
+    f = m.formatter
+    out = m(**f.collate([f.encode(ex, image_root) for ex in examples]))
+    out.loss_sum.backward()
+    assert m.score_head.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for n, p in m.named_parameters() if n not in names)
