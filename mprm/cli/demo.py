@@ -5,7 +5,9 @@
 2. ``mprm tiny --pretrain``: a tiny backbone that already reads the pictures (captions only, no
    step labels; cached under ``--cache``).
 3. ``mprm select``: BIS-25% per source (run by train.py into ``OUT/train/selection``).
-4. ``train.py``: the reward head and language model trained on the subset.
+4. ``train.py``: the reward head trained on the subset: by default head ``surprise`` with the
+   backbone frozen (decisions.md D-MODELS-8); ``--head yes_no --train-backbone`` is the paper's
+   setting (the paper's head, the language model trained too).
 5. ``eval.py``: the same backbone before and after reward training, on the same benchmark.
 
 It prints the paper-layout table for both, the plot's path and, last,
