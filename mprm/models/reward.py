@@ -7,8 +7,8 @@ state with BCE, score = sigmoid. Head ``surprise`` (an extension, not the paper'
 logit difference plus a learned linear function of the backbone's own surprise at the step, i.e.
 features of the next-token NLL of the step's tokens under the LM head (the step's largest and mean
 NLL, and the largest so far in the rollout); the weights start at zero, so before training it
-scores exactly as ``yes_no`` (decisions.md D-MODELS-8). The loss comes back as a sum and a count of labelled steps so the
-trainer can normalise over a whole optimiser step (METHOD.md 10.6).
+scores exactly as ``yes_no`` (decisions.md D-MODELS-8). The loss comes back as a sum and a count
+of labelled steps so the trainer can normalise over a whole optimiser step (METHOD.md 10.6).
 
 The LM head is only ever applied to the gathered ``[n_prm, hidden]`` hidden states, never to the
 whole sequence. The full ``lm_head`` module is called on them and the two columns picked: cheap
@@ -70,8 +70,8 @@ def reward_loss(logits: torch.Tensor, targets: torch.Tensor, head: str = "yes_no
     """Summed loss over labelled steps and their count (METHOD.md 6).
 
     ``yes_no``: ``logits`` is ``[n, 2]`` (Yes, No); loss_j = -(y log p_yes + (1 - y) log p_no) with
-    p = softmax(logits). ``linear`` and ``surprise``: ``logits`` is ``[n]``; BCE with logits. ``targets`` are floats
-    in [0, 1] (hard or soft); ``IGNORE_LABEL`` marks unlabelled steps.
+    p = softmax(logits). ``linear`` and ``surprise``: ``logits`` is ``[n]``; BCE with logits.
+    ``targets`` are floats in [0, 1] (hard or soft); ``IGNORE_LABEL`` marks unlabelled steps.
     """
     if head not in HEADS:
         raise ValueError(f"head={head!r}; choose from {HEADS}")
@@ -315,10 +315,9 @@ def build_reward_model(
 
     ``backbone`` defaults to the one matching ``config.json``'s ``model_type``. Image settings left
     ``None`` come from the checkpoint's ``mprm_image_settings`` (tiny models) or else the paper's
-    defaults (METHOD.md 6: ``max_tiles`` 6, ``min_pixels`` 784, ``max_pixels`` 200704). Under
+    defaults (METHOD.md 6: ``max_tiles`` 6, ``min_pixels`` 784, ``max_pixels`` 200704).
     ``freeze_backbone`` trains only the LM head and the step head (the backbone keeps what it
-    knew; useful with head ``surprise``). Under
-    ZeRO-3 the caller opens the ``zero.Init`` context (``HfDeepSpeedConfig``) first:
+    knew; useful with head ``surprise``). Under ZeRO-3 the caller opens the ``zero.Init`` context (``HfDeepSpeedConfig``) first:
     ``from_pretrained`` then builds partitioned, and the ``<prm>`` resize works on the shards.
     """
     from transformers import AutoTokenizer
