@@ -39,8 +39,6 @@ PRETRAIN_FILE = "pretrain.json"
 #    chat template's words (system prompt, role names) are domain words too.
 RECIPE_VERSION = 2
 PROMPT = "Describe the picture."
-_MODEL_KEYS = ("input_ids", "attention_mask", "prm_batch_index", "prm_positions", "prm_labels", "prm_counts",
-               "prm_starts")
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ def caption_nll(model: Any, items: list[dict[str, Any]]) -> float:
 def _lm_loss(model: Any, batch: dict[str, torch.Tensor], *, reduction: str = "mean") -> torch.Tensor:
     """Next-token cross-entropy over every real text token (image placeholders and padding excluded)."""
     hf = model.hf_model
-    vision = {k: v for k, v in batch.items() if k not in _MODEL_KEYS}
+    vision = {k: batch[k] for k in model.spec.forward_keys if k in batch}
     out = hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False, **vision)
     target = batch["input_ids"][:, 1:]
     mask = (batch["attention_mask"][:, 1:] == 1) & (target != model.formatter.images.image_token_id)

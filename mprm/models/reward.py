@@ -102,8 +102,8 @@ def step_surprise(logits: torch.Tensor, input_ids: torch.Tensor, rows: torch.Ten
     ``logits`` are the LM head's ``[B, T, V]`` outputs; token t is predicted at t - 1. Steps of one
     rollout must be consecutive and in order (as ``Formatter.collate`` writes them).
     """
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    nll = -logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # nll[b, t - 1] is token t's
+    logits = logits[:, :-1].float()
+    nll = logits.logsumexp(-1) - logits.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # nll[b, t - 1] is token t's
     nll = torch.cat([nll.new_zeros(nll.shape[0], 1), nll], dim=1)  # re-indexed: nll[b, t] is token t's
     t = torch.arange(nll.shape[1], device=nll.device)
     span = (t[None] >= starts[:, None]) & (t[None] < ends[:, None])
@@ -226,8 +226,10 @@ class StepRewardModel(nn.Module):
             lm_head = hf.get_output_embeddings()
             yes_no = lm_head(hidden)[:, [self.yes_id, self.no_id]].float()
             with torch.no_grad():  # the features read the backbone's predictions; they do not train it
-                feats = step_surprise(lm_head(out.last_hidden_state), input_ids, prm_batch_index, prm_starts,
-                                      prm_positions)
+                # only from the token before the first step on: the prompt and image tokens need no logits
+                lo = int(prm_starts.min()) - 1
+                feats = step_surprise(lm_head(out.last_hidden_state[:, lo:]), input_ids[:, lo:], prm_batch_index,
+                                      prm_starts - lo, prm_positions - lo)
             logits = yes_no[:, 0] - yes_no[:, 1] + SURPRISE_GAIN * self.score_head(feats).squeeze(-1)
         else:
             logits = self.score_head(hidden.to(self.score_head.weight.dtype)).squeeze(-1)
