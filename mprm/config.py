@@ -21,6 +21,8 @@ from typing import Any, Optional
 
 import yaml
 
+from mprm.errors import UserError
+
 
 def _f(default: Any, help: str, choices: tuple[Any, ...] | None = None, **kw: Any) -> Any:
     meta = {"help": help}
@@ -36,11 +38,10 @@ class ModelConfig:
     path: str = _f("", "base checkpoint folder (a transformers layout loadable by from_pretrained)")
     backbone: str = _f("qwen2_5_vl", "backbone family of model.path", choices=("qwen2_5_vl", "internvl"))
     head: str = _f("yes_no", "step reward head: logits of 'Yes'/'No' at each <prm> (METHOD.md 6); also "
-                             "linear, or surprise (yes_no plus the backbone's surprise at the step, D-MODELS-8)")
+                             "linear (a new Linear(hidden, 1) with BCE)")
     separator: str = _f("<prm>\n\n", "what follows each step in training; holds <prm> once (METHOD.md 10.4)")
     max_length: int = _f(8192, "token budget per example; later steps are cut (METHOD.md 6)")
     freeze_vision: bool = _f(True, "freeze the vision encoder; LM and projector are trained (METHOD.md 6)")
-    freeze_backbone: bool = _f(False, "train only the LM head and the step head; the backbone stays as loaded")
     lora_rank: int = _f(0, "LoRA rank on the language model; 0 = full fine-tuning (the paper's setting)")
     lora_alpha: int = _f(32, "LoRA alpha (used when lora_rank > 0)")
     lora_dropout: float = _f(0.05, "LoRA dropout (used when lora_rank > 0)")
@@ -140,7 +141,7 @@ SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fiel
 TRACKERS = ("tensorboard", "wandb", "none")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """Every problem found in a config, one per line."""
 
     def __init__(self, problems: list[str]):

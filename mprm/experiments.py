@@ -37,11 +37,11 @@ def prepare_synth(out: Path, *, sources: int, rollouts: int, benchmark_items: in
 
 def train_overrides(*, backbone_dir: Path, backbone: str, data: Path, output_dir: Path, strategy: str,
                     fraction: float, alpha: float = 0.05, seed: int = 0, batch_size: int = 16, lr: float = 1e-3,
-                    epochs: int = 1, head: str = "yes_no", freeze_backbone: bool = False) -> list[str]:
+                    epochs: int = 1, head: str = "yes_no") -> list[str]:
     """``train.py`` overrides for a one-process CPU run on a synthetic corpus (no intermediate checkpoints)."""
     return [
         f"model.path={backbone_dir}", f"model.backbone={backbone}", f"model.head={head}",
-        f"model.freeze_backbone={str(freeze_backbone).lower()}", "model.max_length=1024",
+        "model.max_length=1024",
         f"data.train={data / 'annotations'}", f"data.image_root={data}", "data.num_workers=0",
         f"selection.strategy={strategy}", f"selection.fraction={fraction}", f"selection.alpha={alpha}",
         f"selection.seed={seed}", f"train.output_dir={output_dir}", f"train.global_batch_size={batch_size}",

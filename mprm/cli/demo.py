@@ -5,13 +5,14 @@
 2. ``mprm tiny --pretrain``: a tiny backbone that already reads the pictures (captions only, no
    step labels; cached under ``--cache``).
 3. ``mprm select``: BIS-25% per source (run by train.py into ``OUT/train/selection``).
-4. ``train.py``: the reward head trained on the subset: by default head ``surprise`` with the
-   backbone frozen (decisions.md D-MODELS-8); ``--head yes_no --train-backbone`` is the paper's
-   setting (the paper's head, the language model trained too).
+4. ``train.py``: the paper's recipe scaled down (METHOD.md 6): the ``yes_no`` head, the language
+   model and projector trained, the vision tower frozen, one pass over the subset.
 5. ``eval.py``: the same backbone before and after reward training, on the same benchmark.
 
-It prints the paper-layout table for both, the plot's path and, last,
-``demo: overall F1 <trained> (untrained <before>)`` with the dev-tuned threshold.
+It prints the paper-layout table for both, what the model learned (the training loss's first and
+last values; the AUC of correct steps against the first wrong step of each solution, beside the
+AUC over all steps), the plot's path and, last, ``demo: overall F1 <trained> (untrained <before>)``
+with the dev-tuned threshold.
 """
 
 from __future__ import annotations
@@ -39,12 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--benchmark-items", type=int, default=300, help="benchmark items, 1/3 held out as dev (default 300)")
     parser.add_argument("--strategy", default="bis", help="selection strategy (default bis)")
     parser.add_argument("--fraction", type=float, default=0.25, help="kept fraction per source (default 0.25)")
-    parser.add_argument("--head", default="surprise", choices=("surprise", "yes_no", "linear"),
-                        help="reward head (default surprise: the paper's yes_no head plus the backbone's surprise "
-                             "at the step, docs/demo.md; yes_no is the paper's head alone)")
-    parser.add_argument("--train-backbone", action="store_true",
-                        help="fine-tune the whole backbone too (default: only the LM head and the step head learn, "
-                             "so the backbone keeps what pretraining taught it; docs/demo.md)")
+    parser.add_argument("--head", default="yes_no", choices=("yes_no", "linear"),
+                        help="reward head (default yes_no, the paper's: 'Yes'/'No' logits at each <prm>)")
     parser.add_argument("--epochs", type=int, default=1, help="passes over the selected subset (default 1, as the paper)")
     parser.add_argument("--batch-size", type=int, default=16, help="global batch size of reward training (default 16)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of reward training (default 1e-3)")
@@ -79,6 +76,30 @@ def _table(rows: list[tuple[str, dict[str, Any]]]) -> str:
             if metrics["results"].get(kind) is not None:
                 lines.append("| " + " | ".join(_row(label, metrics, kind)) + " |")
     return "\n".join(lines)
+
+
+def _learning(out: Path, before: Path, after: Path) -> list[str]:
+    """Loss curve ends and first-error AUC: what reward training changed, from this run's files."""
+    from mprm.eval.metrics import first_error_auc
+    from mprm.eval.predictions import read_predictions
+
+    rows = [json.loads(ln) for ln in (out / "train" / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    losses = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    lines = []
+    if losses:
+        lines.append(f"training loss: {losses[0][1]:.4f} at step {losses[0][0]} -> {losses[-1][1]:.4f} at step "
+                     f"{losses[-1][0]} (mean cross-entropy per labelled step)")
+    for label, folder in (("untrained", before), ("trained", after)):
+        preds = read_predictions(folder / "predictions.jsonl")
+        metrics = json.loads((folder / "metrics.json").read_text())
+        auc_first = first_error_auc(preds)
+        auc_all = metrics["results"]["fixed"]["auc"]
+        lines.append(f"{label}: AUC correct vs first wrong step {_fmt(auc_first)}; vs every wrong step {_fmt(auc_all)}")
+    return lines
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 def _plot(path: Path, metrics_jsonl: Path, before: dict[str, Any], after: dict[str, Any]) -> None:
@@ -135,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = _stage("3/5 evaluating the backbone before reward training (eval.py)")
     untrained = out / "untrained"
-    build_reward_model(backbone, head=args.head).save_pretrained(untrained)
+    build_reward_model(backbone, head=args.head).save_pretrained(untrained)  # a fresh <prm> on the backbone
     before = evaluate(untrained, test_file, data, out / "eval_untrained", dev_file)
     print(f"untrained overall F1 {before['results'][HEADLINE_KIND]['overall']:.4f} ({time.time() - t0:.0f} s)",
           file=sys.stderr)
@@ -143,8 +164,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = _stage(f"4/5 {args.strategy}-{args.fraction:g} selection and reward training (mprm select, train.py)")
     overrides = train_overrides(backbone_dir=backbone, backbone=args.backbone, data=data, output_dir=out / "train",
                                 strategy=args.strategy, fraction=args.fraction, seed=args.seed,
-                                batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, head=args.head,
-                                freeze_backbone=not args.train_backbone)
+                                batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, head=args.head)
     try:
         summary = train_reward_model(overrides)
     except ConfigError as exc:
@@ -156,12 +176,14 @@ def run(args: argparse.Namespace) -> int:
     after = evaluate(out / "train" / "final", test_file, data, out / "eval", dev_file)
 
     table = _table([("untrained", before), (f"{args.strategy}-{args.fraction:g} trained", after)])
-    (out / "results.md").write_text(table + "\n")
     plot = out / "demo.png"
     _plot(plot, out / "train" / "metrics.jsonl", before, after)
     print(f"\nVisualProcessBench-style macro-F1 (%) on {n_test} synthetic test items "
           f"(thresholds: fixed 0.5, tuned on {n_dev} held-out dev items, oracle = tuned on the test set itself):")
     print(table)
+    learning = _learning(out, out / "eval_untrained", out / "eval")
+    (out / "results.md").write_text(table + "\n\n" + "\n".join(f"- {ln}" for ln in learning) + "\n")
+    print("\n".join(learning))
     print(f"plot: {plot}")
     print(f"total {time.time() - t_start:.0f} s; selection report {out / 'train' / 'selection' / 'report.md'}")
     trained_f1 = after["results"][HEADLINE_KIND]["overall"]

@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from mprm.errors import UserError
+
 #: Fields of a VisualPRM400K-v1.1-Raw line that the record consumes; all others are passed through.
 CONSUMED_FIELDS = frozenset({"id", "image", "answer", "steps_with_score"})
 UNANNOTATED_MODES = ("negative", "truncate")
@@ -49,7 +51,7 @@ class RecordError(ValueError):
         return f"{_INDEX.sub('[]', self.field)}: {self.problem}"
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A bad input record in strict mode: ``FILE:LINE: field: problem (value)``."""
 
     def __init__(self, file: str, line: int, reason: str) -> None:

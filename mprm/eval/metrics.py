@@ -180,6 +180,29 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def first_error_auc(rows: Iterable[Mapping[str, Any]]) -> float | None:
+    """ROC-AUC of correct steps against the FIRST incorrect step of each item (docs/demo.md).
+
+    A verifier must catch the step where a solution goes wrong; later wrong steps are easier (a
+    solution that went wrong tends to stay wrong), so the pooled AUC flatters a model that only
+    learned "late steps of bad solutions are bad". Rows carry ``labels`` (1 correct, 0 incorrect,
+    -1 neutral) and ``scores``; ``None`` when either class is absent.
+    """
+    scores: list[float] = []
+    labels: list[bool] = []
+    for row in rows:
+        seen_error = False
+        for y, x in zip(row["labels"], row["scores"]):
+            if y == 1:
+                scores.append(float(x))
+                labels.append(True)
+            elif y == 0 and not seen_error:
+                seen_error = True
+                scores.append(float(x))
+                labels.append(False)
+    return roc_auc(np.asarray(scores), np.asarray(labels, dtype=bool))
+
+
 def _num(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 

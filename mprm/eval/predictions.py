@@ -14,10 +14,12 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
 
+from mprm.errors import UserError
+
 REQUIRED = ("id", "data_source", "labels", "scores")
 
 
-class PredictionsError(ValueError):
+class PredictionsError(UserError):
     """A predictions file that cannot be used as it is (names the file and line)."""
 
 

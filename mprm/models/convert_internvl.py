@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from mprm.errors import UserError
+
 IMAGE_START_TOKEN = "<img>"
 IMAGE_END_TOKEN = "</img>"
 IMAGE_CONTEXT_TOKEN = "<IMG_CONTEXT>"
@@ -34,7 +36,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError):
     """An original checkpoint that cannot be converted faithfully; the message names the cause."""
 
 

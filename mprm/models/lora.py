@@ -44,7 +44,7 @@ class LoraSettings:
 
 def modules_to_save(spec: BackboneSpec, settings: LoraSettings, head: str) -> list[str]:
     names = list(settings.extra_modules_to_save)
-    if head in ("yes_no", "surprise"):
+    if head == "yes_no":
         names.append(spec.lm_head)
     if settings.train_projector:
         names += list(spec.projector_modules)

@@ -174,13 +174,11 @@ class Formatter:
         labels = _step_labels(example, len(steps))
 
         positions: list[int] = []
-        starts: list[int] = []
         kept = 0
         for j, sid in enumerate(step_ids):
             piece = (self._sep_post if j else []) + list(sid) + self._sep_pre
             if len(ids) + len(piece) + 1 > limit:
                 break
-            starts.append(len(ids) + (len(self._sep_post) if j else 0))
             ids += piece
             positions.append(len(ids))
             ids.append(self.prm_token_id)
@@ -192,7 +190,6 @@ class Formatter:
             "id": item,
             "input_ids": ids,
             "prm_positions": positions,
-            "step_starts": starts,
             "labels": labels[:kept],
             "n_steps": kept,
             "n_steps_cut": len(steps) - kept,
@@ -236,14 +233,13 @@ class Formatter:
         width = max(len(it["input_ids"]) for it in items)
         input_ids = torch.full((len(items), width), self.pad_token_id, dtype=torch.long)
         attention = torch.zeros((len(items), width), dtype=torch.long)
-        rows, cols, labels, counts, starts = [], [], [], [], []
+        rows, cols, labels, counts = [], [], [], []
         for b, it in enumerate(items):
             n = len(it["input_ids"])
             input_ids[b, :n] = torch.tensor(it["input_ids"], dtype=torch.long)
             attention[b, :n] = 1
             rows += [b] * len(it["prm_positions"])
             cols += list(it["prm_positions"])
-            starts += list(it["step_starts"])
             labels += [float(y) for y in it["labels"]]
             counts.append(len(it["prm_positions"]))
             if it.get("image_token_counts") and "pixel_values" not in it:
@@ -255,7 +251,6 @@ class Formatter:
             "prm_positions": torch.tensor(cols, dtype=torch.long),
             "prm_labels": torch.tensor(labels, dtype=torch.float32),
             "prm_counts": torch.tensor(counts, dtype=torch.long),
-            "prm_starts": torch.tensor(starts, dtype=torch.long),
         }
         with_pixels = [it for it in items if "pixel_values" in it]
         if with_pixels:

@@ -3,12 +3,8 @@
 Head ``yes_no`` (the paper's): the logits of the tokens "Yes" and "No" at each ``<prm>`` position
 (the position itself, no shift), 2-way cross-entropy with target ``[y, 1 - y]`` (hard or soft),
 score = softmax P("Yes"). Head ``linear``: a new ``Linear(hidden, 1)`` on the ``<prm>`` hidden
-state with BCE, score = sigmoid. Head ``surprise`` (an extension, not the paper's): the ``yes_no``
-logit difference plus a learned linear function of the backbone's own surprise at the step, i.e.
-features of the next-token NLL of the step's tokens under the LM head (the step's largest and mean
-NLL, and the largest so far in the rollout); the weights start at zero, so before training it
-scores exactly as ``yes_no`` (decisions.md D-MODELS-8). The loss comes back as a sum and a count
-of labelled steps so the trainer can normalise over a whole optimiser step (METHOD.md 10.6).
+state with BCE, score = sigmoid. The loss comes back as a sum and a count of labelled steps so the
+trainer can normalise over a whole optimiser step (METHOD.md 10.6).
 
 The LM head is only ever applied to the gathered ``[n_prm, hidden]`` hidden states, never to the
 whole sequence. The full ``lm_head`` module is called on them and the two columns picked: cheap
@@ -35,12 +31,7 @@ from mprm.models.backbones import BackboneSpec, detect_backbone, get_backbone
 from mprm.models.lora import LoraSettings, apply_lora
 from mprm.models.prompting import DEFAULT_SEPARATOR, IGNORE_LABEL, PRM_TOKEN, Formatter
 
-HEADS = ("yes_no", "linear", "surprise")
-SURPRISE_FEATURES = 3  # log1p of: the step's largest token NLL, its mean, the largest so far
-# The surprise weights start at zero and enter the logit multiplied by this gain, so that AdamW,
-# whose steps are about lr in size whatever the gradient's scale, moves them as far in a few
-# hundred steps as the backbone moves the yes_no logits (decisions.md D-MODELS-8).
-SURPRISE_GAIN = 50.0
+HEADS = ("yes_no", "linear")
 CONFIG_FILE = "mprm_config.json"
 SCORE_HEAD_FILE = "score_head.safetensors"
 ADAPTER_DIR = "adapter"
@@ -70,7 +61,7 @@ def reward_loss(logits: torch.Tensor, targets: torch.Tensor, head: str = "yes_no
     """Summed loss over labelled steps and their count (METHOD.md 6).
 
     ``yes_no``: ``logits`` is ``[n, 2]`` (Yes, No); loss_j = -(y log p_yes + (1 - y) log p_no) with
-    p = softmax(logits). ``linear`` and ``surprise``: ``logits`` is ``[n]``; BCE with logits.
+    p = softmax(logits). ``linear``: ``logits`` is ``[n]``; BCE with logits.
     ``targets`` are floats in [0, 1] (hard or soft); ``IGNORE_LABEL`` marks unlabelled steps.
     """
     if head not in HEADS:
@@ -87,32 +78,10 @@ def reward_loss(logits: torch.Tensor, targets: torch.Tensor, head: str = "yes_no
 
 
 def step_scores(logits: torch.Tensor, head: str = "yes_no") -> torch.Tensor:
-    """P(step correct): softmax P("Yes") for ``yes_no``, sigmoid for ``linear`` and ``surprise``."""
+    """P(step correct): softmax P("Yes") for ``yes_no``, sigmoid for ``linear``."""
     if head == "yes_no":
         return torch.softmax(logits.float(), dim=-1)[:, 0]
     return torch.sigmoid(logits.float())
-
-
-def step_surprise(logits: torch.Tensor, input_ids: torch.Tensor, rows: torch.Tensor, starts: torch.Tensor,
-                  ends: torch.Tensor) -> torch.Tensor:
-    """``[n, 3]`` surprise features of n steps: log1p of the largest and the mean next-token NLL of
-    the step's tokens (positions ``starts[j] <= t < ends[j]`` of row ``rows[j]``, i.e. up to its
-    ``<prm>``) and of the largest NLL of this or any earlier step of the same rollout.
-
-    ``logits`` are the LM head's ``[B, T, V]`` outputs; token t is predicted at t - 1. Steps of one
-    rollout must be consecutive and in order (as ``Formatter.collate`` writes them).
-    """
-    logits = logits[:, :-1].float()
-    nll = logits.logsumexp(-1) - logits.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # nll[b, t - 1] is token t's
-    nll = torch.cat([nll.new_zeros(nll.shape[0], 1), nll], dim=1)  # re-indexed: nll[b, t] is token t's
-    t = torch.arange(nll.shape[1], device=nll.device)
-    span = (t[None] >= starts[:, None]) & (t[None] < ends[:, None])
-    per = nll[rows]
-    largest = per.masked_fill(~span, 0.0).amax(dim=1)
-    mean = (per * span).sum(1) / span.sum(1).clamp(min=1)
-    counts = torch.unique_consecutive(rows, return_counts=True)[1].tolist()
-    so_far = torch.cat([torch.cummax(chunk, dim=0).values for chunk in torch.split(largest, counts)])
-    return torch.log1p(torch.stack([largest, mean, so_far], dim=1))
 
 
 def _single_token_id(tokenizer: Any, token: str) -> int:
@@ -186,10 +155,6 @@ class StepRewardModel(nn.Module):
             self.score_head = nn.Linear(hidden, 1, dtype=dtype)
             nn.init.normal_(self.score_head.weight, std=hidden**-0.5)
             nn.init.zeros_(self.score_head.bias)
-        elif head == "surprise":
-            self.score_head = nn.Linear(SURPRISE_FEATURES, 1, dtype=torch.float32)
-            nn.init.zeros_(self.score_head.weight)
-            nn.init.zeros_(self.score_head.bias)
 
     @property
     def hf_model(self) -> nn.Module:
@@ -209,8 +174,7 @@ class StepRewardModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prm_batch_index: torch.Tensor,
                 prm_positions: torch.Tensor, prm_labels: torch.Tensor | None = None,
-                prm_counts: torch.Tensor | None = None, prm_starts: torch.Tensor | None = None,
-                **vision: Any) -> RewardOutput:
+                prm_counts: torch.Tensor | None = None, **vision: Any) -> RewardOutput:
         unknown = set(vision) - set(self.spec.forward_keys)
         if unknown:
             raise TypeError(f"unexpected batch keys {sorted(unknown)} for backbone {self.backbone_name!r}")
@@ -220,17 +184,6 @@ class StepRewardModel(nn.Module):
         hidden = out.last_hidden_state[prm_batch_index, prm_positions]
         if self.head == "yes_no":
             logits = hf.get_output_embeddings()(hidden)[:, [self.yes_id, self.no_id]]
-        elif self.head == "surprise":
-            if prm_starts is None:
-                raise ValueError("head 'surprise' needs the batch's prm_starts (Formatter.collate writes them)")
-            lm_head = hf.get_output_embeddings()
-            yes_no = lm_head(hidden)[:, [self.yes_id, self.no_id]].float()
-            with torch.no_grad():  # the features read the backbone's predictions; they do not train it
-                # only from the token before the first step on: the prompt and image tokens need no logits
-                lo = int(prm_starts.min()) - 1
-                feats = step_surprise(lm_head(out.last_hidden_state[:, lo:]), input_ids[:, lo:], prm_batch_index,
-                                      prm_starts - lo, prm_positions - lo)
-            logits = yes_no[:, 0] - yes_no[:, 1] + SURPRISE_GAIN * self.score_head(feats).squeeze(-1)
         else:
             logits = self.score_head(hidden.to(self.score_head.weight.dtype)).squeeze(-1)
         if prm_labels is None:
@@ -308,7 +261,7 @@ def _attn(attn_implementation: str | None) -> str:
 def build_reward_model(
     path: str | Path, *, backbone: str | None = None, head: str = "yes_no", separator: str = DEFAULT_SEPARATOR,
     max_length: int = 8192, dtype: torch.dtype | str | None = None, attn_implementation: str | None = None,
-    freeze_vision: bool = True, freeze_backbone: bool = False, lora: LoraSettings | None = None,
+    freeze_vision: bool = True, lora: LoraSettings | None = None,
     gradient_checkpointing: bool = False,
     multi_image: str = "canvas", max_tiles: int | None = None, min_pixels: int | None = None,
     max_pixels: int | None = None, max_columns: int = 3,
@@ -318,8 +271,7 @@ def build_reward_model(
     ``backbone`` defaults to the one matching ``config.json``'s ``model_type``. Image settings left
     ``None`` come from the checkpoint's ``mprm_image_settings`` (tiny models) or else the paper's
     defaults (METHOD.md 6: ``max_tiles`` 6, ``min_pixels`` 784, ``max_pixels`` 200704).
-    ``freeze_backbone`` trains only the LM head and the step head (the backbone keeps what it
-    knew; useful with head ``surprise``). Under ZeRO-3 the caller opens the ``zero.Init`` context (``HfDeepSpeedConfig``) first:
+    Under ZeRO-3 the caller opens the ``zero.Init`` context (``HfDeepSpeedConfig``) first:
     ``from_pretrained`` then builds partitioned, and the ``<prm>`` resize works on the shards.
     """
     from transformers import AutoTokenizer
@@ -341,10 +293,7 @@ def build_reward_model(
     formatter = Formatter(tokenizer=tokenizer, spec=spec, images=images, separator=separator, max_length=max_length,
                           multi_image=multi_image, max_columns=max_columns)
     for pname, p in model.named_parameters():
-        if freeze_backbone:  # only the LM head (the Yes/No rows) and the step head learn
-            p.requires_grad_(pname == spec.lm_head or pname.startswith(spec.lm_head + "."))
-        else:
-            p.requires_grad_(not (freeze_vision and spec.part_of(pname) == "vision"))
+        p.requires_grad_(not (freeze_vision and spec.part_of(pname) == "vision"))
     if gradient_checkpointing:
         _enable_checkpointing(model)
     if lora is not None:

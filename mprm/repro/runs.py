@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from mprm.errors import UserError
 from mprm.repro.settings import Setting, setting_from_config
 
 #: The resolved config train.py saves in the run folder.
@@ -31,7 +32,7 @@ CURVE_FILE = f"{EVAL_DIR}/curve.json"
 _MARKERS = (CONFIG_FILE, SUMMARY_FILE, TRAIN_METRICS_FILE, EVAL_METRICS)
 
 
-class RunFolderError(ValueError):
+class RunFolderError(UserError):
     """A file in a run folder that exists but cannot be used (names the file and the problem)."""
 
 

@@ -160,13 +160,13 @@ def encoding_key(formatter: Any, *, image_root: str, table_fingerprint: str) -> 
         "chat_prefix": formatter.spec.chat_prefix.format(system=formatter.spec.system_prompt),
         "images": images, "image_handler": type(formatter.images).__name__,
         "tokenizer": _tokenizer_digest(formatter.tokenizer), "image_root": str(Path(image_root).resolve()),
-        "table": table_fingerprint, "version": 2,
+        "table": table_fingerprint, "version": 3,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _encode_batch(batch: dict[str, list], *, formatter: Any, image_root: str) -> dict[str, list]:
-    out: dict[str, list] = {k: [] for k in ("input_ids", "prm_positions", "step_starts", "enc_labels", "image_token_counts",
+    out: dict[str, list] = {k: [] for k in ("input_ids", "prm_positions", "enc_labels", "image_token_counts",
                                             "length", "n_labelled", "n_steps_cut")}
     for i in range(len(batch["id"])):
         ex = {k: batch[k][i] for k in ("id", "images", "question", "steps", "labels")}
@@ -174,7 +174,6 @@ def _encode_batch(batch: dict[str, list], *, formatter: Any, image_root: str) ->
         enc = formatter.encode_text(ex, image_sizes=sizes)
         out["input_ids"].append(enc["input_ids"])
         out["prm_positions"].append(enc["prm_positions"])
-        out["step_starts"].append(enc["step_starts"])
         out["enc_labels"].append(enc["labels"])
         out["image_token_counts"].append(enc.get("image_token_counts", []))
         out["length"].append(len(enc["input_ids"]))
@@ -206,7 +205,7 @@ class EncodedExamples(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         row = self.table[int(i)]
         enc = {"id": row["id"], "input_ids": row["input_ids"], "prm_positions": row["prm_positions"],
-               "step_starts": row["step_starts"], "labels": row["enc_labels"], "image_token_counts": row["image_token_counts"]}
+               "labels": row["enc_labels"], "image_token_counts": row["image_token_counts"]}
         images = self.formatter.load_images({"id": row["id"], "images": row["images"]}, self.image_root) \
             if row["images"] else []
         return self.formatter.attach_images(enc, images)

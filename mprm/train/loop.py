@@ -83,7 +83,7 @@ def _build_model(cfg: Config, strategy: Strategy) -> torch.nn.Module:
     dtype = torch.bfloat16 if strategy.uses_deepspeed and strategy.mixed_precision == "bf16" else torch.float32
     return strategy.build_model(lambda: build_reward_model(
         m.path, backbone=m.backbone, head=m.head, separator=m.separator, max_length=m.max_length, dtype=dtype,
-        attn_implementation=m.attn_implementation, freeze_vision=m.freeze_vision, freeze_backbone=m.freeze_backbone, lora=lora,
+        attn_implementation=m.attn_implementation, freeze_vision=m.freeze_vision, lora=lora,
         gradient_checkpointing=cfg.train.gradient_checkpointing, multi_image=m.multi_image,
         max_tiles=m.max_tiles, min_pixels=m.min_pixels, max_pixels=m.max_pixels))
 

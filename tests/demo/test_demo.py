@@ -85,6 +85,11 @@ def test_demo_runs_end_to_end_at_a_small_size(tmp_path, repo_root):
     kept = sum(json.loads(ln)["selected"] for ln in (out / "train" / "selection" / "manifest.jsonl").open())
     assert kept == 3 * 10  # BIS-25% of 40 rollouts in each of 3 sources
     assert "| untrained (dev t=" in res.stdout and "| bis-0.25 trained (dev t=" in res.stdout
+    losses = [json.loads(ln)["loss"] for ln in (out / "train" / "metrics.jsonl").open() if '"loss"' in ln]
+    assert f"training loss: {losses[0]:.4f} at step 1 -> {losses[-1]:.4f}" in res.stdout
+    assert re.search(r"^trained: AUC correct vs first wrong step (\d\.\d{3}|n/a); vs every wrong step", res.stdout, re.M)
+    cfg = json.loads((out / "train" / "final" / "mprm_config.json").read_text())
+    assert cfg["head"] == "yes_no"  # the paper's head, language model trained (the demo's default)
 
 
 def test_prepare_synth_holds_out_every_third_benchmark_item(tmp_path):

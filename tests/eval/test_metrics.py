@@ -185,3 +185,13 @@ def test_metric_modules_import_no_torch():
             "mprm.eval.predictions, mprm.eval.pipeline, mprm.eval.bon, mprm.eval.curves, mprm.eval.cli; bad = [m for m in ('torch', 'transformers', 'accelerate') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_first_error_auc_counts_only_the_first_wrong_step_by_hand():
+    from mprm.eval.metrics import first_error_auc
+
+    rows = [{"labels": [1, 1, 0, 0], "scores": [0.9, 0.8, 0.3, 0.1]},  # first error 0.3; 0.1 is not counted
+            {"labels": [1, 0, -1], "scores": [0.6, 0.7, 0.2]}]  # first error 0.7; neutral ignored
+    # positives 0.9, 0.8, 0.6 against first errors 0.3, 0.7: 5 of 6 pairs ordered correctly
+    assert first_error_auc(rows) == pytest.approx(5 / 6)
+    assert first_error_auc([{"labels": [1, 1], "scores": [0.2, 0.4]}]) is None

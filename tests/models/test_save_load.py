@@ -52,19 +52,6 @@ def test_linear_head_round_trip(tiny_dir, examples, image_root, tmp_path):
     _assert_close(score_batch(loaded, examples, image_root=image_root), scores, 1e-5)
 
 
-def test_surprise_head_round_trip(tiny_dir, examples, image_root, tmp_path):
-    torch.manual_seed(2)
-    m = build_reward_model(tiny_dir, head="surprise")
-    _train_step(m, examples, image_root)
-    assert m.score_head.weight.abs().sum() > 0  # the surprise weights moved off zero
-    scores = score_batch(m, examples, image_root=image_root)
-    m.save_pretrained(tmp_path / "sur")
-    loaded = load_reward_model(tmp_path / "sur")
-    assert loaded.head == "surprise"
-    assert torch.equal(loaded.score_head.weight, m.score_head.weight)
-    _assert_close(score_batch(loaded, examples, image_root=image_root), scores, 1e-5)
-
-
 def test_lora_round_trip_and_merge(tiny_dir, examples, image_root, tmp_path):
     torch.manual_seed(2)
     m = build_reward_model(tiny_dir, lora=LoraSettings(r=4, alpha=8, dropout=0.0))

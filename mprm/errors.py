@@ -1,0 +1,63 @@
+"""The one error convention of every entry point (``train.py``, ``eval.py``, ``mprm ...``, sweep).
+
+A *user* error (bad input, a missing file, a config typo) is a :class:`UserError` (or one of its
+subclasses: ``ConfigError``, ``DataError``, ``PredictionsError``, ...). :func:`run_entry` turns it
+into exit code 2 and ONE line on stderr, ``PROG: error: FILE[:LINE]: what is wrong (value): how
+to fix it``, with no traceback unless ``--debug`` is on the command line or ``MPRM_DEBUG=1``.
+Anything else is an internal bug and raises as usual, traceback included.
+
+No torch here: the data layer and metrics raise these errors too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Sequence
+
+DEBUG_ENV = "MPRM_DEBUG"
+
+
+class UserError(ValueError):
+    """Something the user can fix: the message names where (file, line, field), what and how."""
+
+
+def format_location(file: object, line: int | None = None) -> str:
+    """``FILE`` or ``FILE:LINE``: the prefix every user error message starts with."""
+    return f"{file}:{line}" if line is not None else str(file)
+
+
+def debug_requested(argv: Sequence[str] | None = None) -> bool:
+    """True when ``--debug`` is in ``argv`` or ``MPRM_DEBUG`` is set to a true value."""
+    if os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    return "--debug" in (argv or ())
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:
+        text = f"{exc.filename}: {exc.strerror or text}"
+    return text or type(exc).__name__
+
+
+def run_entry(prog: str, main: Callable[[], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run an entry point's ``main`` under the convention; returns the exit code.
+
+    :class:`UserError` -> exit 2, one line. ``OSError`` about a path the user named (a missing
+    file, a folder where a file is expected, an unwritable output folder, a full disk) is reported
+    the same way: it is the user's environment, not a bug. ``KeyboardInterrupt`` -> exit 130.
+    """
+    debug = debug_requested(sys.argv[1:] if argv is None else argv)
+    try:
+        return int(main() or 0)
+    except (UserError, OSError) as exc:
+        if debug:
+            raise
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr, flush=True)
+        return 130
