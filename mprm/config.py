@@ -5,7 +5,9 @@ line (``train.lr=2e-5``). Every field carries its help text in ``metadata["help"
 the paper's protocol (METHOD.md 6). Unknown keys and invalid values are all collected and reported
 at once, each naming the file and line (or the override), the key, the value and the fix.
 
-This module imports no torch, so configs can be validated anywhere (tests, CI, data-prep jobs).
+This module imports no torch, so configs can be read anywhere (tests, CI, data-prep jobs); validating
+``model.backbone`` and ``model.head`` imports their registries (and so torch) at that moment, so the
+choices are whatever is registered, including a user's ``model.plugins``.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ import yaml
 from mprm.errors import UserError
 
 
-def _f(default: Any, help: str, choices: tuple[Any, ...] | None = None, **kw: Any) -> Any:
-    meta = {"help": help}
+def _f(default: Any, help: str, choices: tuple[Any, ...] | None = None, registry: str | None = None,
+       **kw: Any) -> Any:
+    meta: dict[str, Any] = {"help": help}
     if choices is not None:
         meta["choices"] = choices
+    if registry is not None:
+        meta["registry"] = registry
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta, **kw)
@@ -36,9 +41,12 @@ def _f(default: Any, help: str, choices: tuple[Any, ...] | None = None, **kw: An
 @dataclass
 class ModelConfig:
     path: str = _f("", "base checkpoint folder (a transformers layout loadable by from_pretrained)")
-    backbone: str = _f("qwen2_5_vl", "backbone family of model.path", choices=("qwen2_5_vl", "internvl"))
+    backbone: str = _f("qwen2_5_vl", "backbone family of model.path (the backbone registry, docs/models.md)",
+                       registry="backbone")
     head: str = _f("yes_no", "step reward head: logits of 'Yes'/'No' at each <prm> (METHOD.md 6); also "
-                             "linear (a new Linear(hidden, 1) with BCE)")
+                             "linear (a new Linear(hidden, 1) with BCE); the head registry", registry="head")
+    plugins: list = _f([], "Python modules imported before the model is built, e.g. one that calls "
+                           "register_backbone / register_head (docs/models.md)")
     separator: str = _f("<prm>\n\n", "what follows each step in training; holds <prm> once (METHOD.md 10.4)")
     max_length: int = _f(8192, "token budget per example; later steps are cut (METHOD.md 6)")
     freeze_vision: bool = _f(True, "freeze the vision encoder; LM and projector are trained (METHOD.md 6)")
@@ -154,7 +162,8 @@ def field_help() -> dict[str, str]:
     out = {}
     for name, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
-            extra = f" (one of: {', '.join(map(str, f.metadata['choices']))})" if "choices" in f.metadata else ""
+            choices = f.metadata.get("choices") or (registry_choices(f.metadata["registry"]) if "registry" in f.metadata else None)
+            extra = f" (one of: {', '.join(map(str, choices))})" if choices else ""
             out[f"{name}.{f.name}"] = f"{f.metadata['help']}{extra} [default: {_default(f)!r}]"
     return out
 
@@ -319,16 +328,50 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return cfg
 
 
+def registry_choices(kind: str) -> list[str]:
+    """Names registered for a component kind (``backbone``, ``head``): the config's choices.
+
+    Imported here, at validation time, so that this module itself imports no torch.
+    """
+    if kind == "backbone":
+        from mprm.models.backbones import backbone_names
+
+        return backbone_names()
+    if kind == "head":
+        from mprm.models.heads import head_names
+
+        return head_names()
+    raise KeyError(f"unknown registry {kind!r}")
+
+
+def import_plugins(modules: list[str]) -> list[str]:
+    """Import ``model.plugins`` (they register backbones or heads); returns the problems."""
+    import importlib
+
+    problems = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            problems.append(f"model.plugins contains {name!r}: cannot import it ({exc}); make it importable "
+                            "(installed, or on PYTHONPATH) or remove it")
+    return problems
+
+
 def validate(cfg: Config) -> list[str]:
     """Value checks that types alone cannot express; returns the problems (empty when valid)."""
-    p: list[str] = []
+    p: list[str] = import_plugins(cfg.model.plugins)
     for name, cls in SECTIONS.items():
         section = getattr(cfg, name)
         for f in dataclasses.fields(cls):
-            choices = f.metadata.get("choices")
             value = getattr(section, f.name)
+            choices = f.metadata.get("choices")
+            if "registry" in f.metadata:
+                choices = registry_choices(f.metadata["registry"])
             if choices and value not in choices:
-                p.append(f"{name}.{f.name} = {value!r}: choose one of {', '.join(map(str, choices))}")
+                p.append(f"{name}.{f.name} = {value!r}: choose one of {', '.join(map(str, choices))}"
+                         + (f" (register another with register_{f.metadata['registry']}, docs/models.md)"
+                            if "registry" in f.metadata else ""))
     m, d, s, t, e, lg = cfg.model, cfg.data, cfg.selection, cfg.train, cfg.eval, cfg.logging
 
     def need(cond: bool, msg: str) -> None:

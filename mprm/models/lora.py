@@ -42,17 +42,18 @@ class LoraSettings:
         return cls(**data)
 
 
-def modules_to_save(spec: BackboneSpec, settings: LoraSettings, head: str) -> list[str]:
+def modules_to_save(spec: BackboneSpec, settings: LoraSettings, *, keep_lm_head: bool) -> list[str]:
     names = list(settings.extra_modules_to_save)
-    if head == "yes_no":
+    if keep_lm_head:
         names.append(spec.lm_head)
     if settings.train_projector:
         names += list(spec.projector_modules)
     return names
 
 
-def apply_lora(backbone: nn.Module, spec: BackboneSpec, settings: LoraSettings, head: str) -> nn.Module:
-    """Wrap ``backbone`` in a peft model with adapters on the language model."""
+def apply_lora(backbone: nn.Module, spec: BackboneSpec, settings: LoraSettings, *, keep_lm_head: bool) -> nn.Module:
+    """Wrap ``backbone`` in a peft model with adapters on the language model; ``keep_lm_head``
+    (heads that read the LM head, like ``yes_no``) keeps the LM head fully trainable and saved."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
@@ -60,7 +61,7 @@ def apply_lora(backbone: nn.Module, spec: BackboneSpec, settings: LoraSettings, 
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=settings.target_modules or spec.lora_targets,
-        modules_to_save=modules_to_save(spec, settings, head) or None,
+        modules_to_save=modules_to_save(spec, settings, keep_lm_head=keep_lm_head) or None,
         bias="none",
     )
     return get_peft_model(backbone, config)

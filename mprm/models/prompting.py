@@ -28,12 +28,12 @@ from typing import Any
 import torch
 from PIL import Image
 
+from mprm.data.labels import IGNORE_LABEL
 from mprm.models.backbones import BackboneSpec
 from mprm.models.images import ImageHandler, canvas_size, make_canvas
 
 PRM_TOKEN = "<prm>"
 DEFAULT_SEPARATOR = "<prm>\n\n"
-IGNORE_LABEL = -100.0
 MULTI_IMAGE_MODES = ("canvas", "separate")
 _BARE_IMAGE_TAG = re.compile(r"[ \t]*<image>[ \t]*\n?")
 _NUMBERED_IMAGE_TAG = re.compile(r"<image[ _]?(\d+)>")

@@ -23,15 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
+from mprm.data.labels import IGNORE_LABEL
 from mprm.models.backbones import BackboneSpec, detect_backbone, get_backbone
+from mprm.models.heads import StepHead, get_head, make_head
 from mprm.models.lora import LoraSettings, apply_lora
-from mprm.models.prompting import DEFAULT_SEPARATOR, IGNORE_LABEL, PRM_TOKEN, Formatter
+from mprm.models.prompting import DEFAULT_SEPARATOR, PRM_TOKEN, Formatter
 
-HEADS = ("yes_no", "linear")
 CONFIG_FILE = "mprm_config.json"
 SCORE_HEAD_FILE = "score_head.safetensors"
 ADAPTER_DIR = "adapter"
@@ -55,33 +55,6 @@ class RewardOutput(ModelOutput):
     def loss(self) -> torch.Tensor:
         """Mean over this batch's labelled steps (0 when none is labelled)."""
         return self.loss_sum / self.n_labelled.clamp(min=1)
-
-
-def reward_loss(logits: torch.Tensor, targets: torch.Tensor, head: str = "yes_no") -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed loss over labelled steps and their count (METHOD.md 6).
-
-    ``yes_no``: ``logits`` is ``[n, 2]`` (Yes, No); loss_j = -(y log p_yes + (1 - y) log p_no) with
-    p = softmax(logits). ``linear``: ``logits`` is ``[n]``; BCE with logits.
-    ``targets`` are floats in [0, 1] (hard or soft); ``IGNORE_LABEL`` marks unlabelled steps.
-    """
-    if head not in HEADS:
-        raise ValueError(f"head={head!r}; choose from {HEADS}")
-    mask = targets != IGNORE_LABEL
-    y = torch.where(mask, targets, torch.zeros_like(targets)).float()
-    if head == "yes_no":
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        per_step = -(y * logp[:, 0] + (1.0 - y) * logp[:, 1])
-    else:
-        per_step = F.binary_cross_entropy_with_logits(logits.float(), y, reduction="none")
-    loss_sum = (per_step * mask).sum()
-    return loss_sum, mask.sum()
-
-
-def step_scores(logits: torch.Tensor, head: str = "yes_no") -> torch.Tensor:
-    """P(step correct): softmax P("Yes") for ``yes_no``, sigmoid for ``linear``."""
-    if head == "yes_no":
-        return torch.softmax(logits.float(), dim=-1)[:, 0]
-    return torch.sigmoid(logits.float())
 
 
 def _single_token_id(tokenizer: Any, token: str) -> int:
@@ -137,8 +110,6 @@ class StepRewardModel(nn.Module):
                  head: str, yes_id: int, no_id: int, lora: LoraSettings | None = None,
                  base_model_path: str | None = None) -> None:
         super().__init__()
-        if head not in HEADS:
-            raise ValueError(f"head={head!r}; choose from {HEADS}")
         self.backbone = backbone
         self.spec = spec
         self.backbone_name = backbone_name
@@ -148,13 +119,9 @@ class StepRewardModel(nn.Module):
         self.lora = lora
         self.base_model_path = base_model_path
         self.config = backbone.config
-        self.score_head: nn.Linear | None = None
-        if head == "linear":
-            hidden = self.config.get_text_config().hidden_size
-            dtype = self.hf_model.get_input_embeddings().weight.dtype
-            self.score_head = nn.Linear(hidden, 1, dtype=dtype)
-            nn.init.normal_(self.score_head.weight, std=hidden**-0.5)
-            nn.init.zeros_(self.score_head.bias)
+        self.score_head: StepHead = make_head(
+            head, hidden_size=self.config.get_text_config().hidden_size, yes_id=yes_id, no_id=no_id,
+            dtype=self.hf_model.get_input_embeddings().weight.dtype)
 
     @property
     def hf_model(self) -> nn.Module:
@@ -182,14 +149,11 @@ class StepRewardModel(nn.Module):
         out = hf.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
                        **{k: v for k, v in vision.items() if v is not None})
         hidden = out.last_hidden_state[prm_batch_index, prm_positions]
-        if self.head == "yes_no":
-            logits = hf.get_output_embeddings()(hidden)[:, [self.yes_id, self.no_id]]
-        else:
-            logits = self.score_head(hidden.to(self.score_head.weight.dtype)).squeeze(-1)
+        logits = self.score_head.logits(hidden, hf.get_output_embeddings())
         if prm_labels is None:
             prm_labels = torch.full((hidden.shape[0],), IGNORE_LABEL, device=hidden.device)
-        loss_sum, n = reward_loss(logits, prm_labels.to(logits.device), self.head)
-        return RewardOutput(loss_sum=loss_sum, n_labelled=n, scores=step_scores(logits.detach(), self.head),
+        loss_sum, n = self.score_head.loss(logits, prm_labels.to(logits.device))
+        return RewardOutput(loss_sum=loss_sum, n_labelled=n, scores=self.score_head.scores(logits.detach()),
                             logits=logits)
 
     # ---- saving ------------------------------------------------------------------------------
@@ -228,7 +192,7 @@ class StepRewardModel(nn.Module):
                 cfg["lora"], cfg["base_model"] = None, None
             backbone_sd = _strip(sd, "backbone.") if sd is not None and self.lora is None else None
             model.save_pretrained(out, state_dict=backbone_sd, safe_serialization=True)
-        if self.score_head is not None:
+        if self.score_head.has_parameters:
             head_sd = _strip(sd, "score_head.") if sd is not None else self.score_head.state_dict()
             save_file({k: v.detach().contiguous().cpu() for k, v in head_sd.items()}, str(out / SCORE_HEAD_FILE))
         self.tokenizer.save_pretrained(out)
@@ -276,8 +240,7 @@ def build_reward_model(
     """
     from transformers import AutoTokenizer
 
-    if head not in HEADS:
-        raise ValueError(f"head={head!r}; choose from {HEADS}")
+    head_cls = get_head(head)
     name = backbone or detect_backbone(path)
     spec = get_backbone(name)
     tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=spec.trust_remote_code)
@@ -297,7 +260,7 @@ def build_reward_model(
     if gradient_checkpointing:
         _enable_checkpointing(model)
     if lora is not None:
-        model = apply_lora(model, spec, lora, head)
+        model = apply_lora(model, spec, lora, keep_lm_head=head_cls.uses_lm_head)
     return StepRewardModel(model, spec=spec, backbone_name=name, formatter=formatter, head=head, yes_id=yes_id,
                            no_id=no_id, lora=lora, base_model_path=str(Path(path).resolve()) if Path(path).exists() else str(path))
 
@@ -337,6 +300,6 @@ def load_reward_model(directory: str | Path, *, dtype: torch.dtype | str | None 
             raise ValueError(f"{directory / ADAPTER_DIR}: adapter keys not in the model: {missing[:5]}")
     else:
         model = build_reward_model(directory, **kwargs)
-    if model.score_head is not None:
+    if model.score_head.has_parameters:
         model.score_head.load_state_dict(load_file(str(directory / SCORE_HEAD_FILE)))
     return model

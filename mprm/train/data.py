@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 import torch
 
-IGNORE_LABEL = -100.0
+from mprm.data.labels import IGNORE_LABEL
 
 
 # ---- 1. what file to train on ------------------------------------------------------------------

@@ -7,31 +7,35 @@ import math
 import pytest
 import torch
 
-from mprm.models import IGNORE_LABEL, build_reward_model, reward_loss, step_scores
+from mprm.models import IGNORE_LABEL, build_reward_model, get_head, head_names
+
+
+def _head(name: str):
+    return get_head(name)(hidden_size=4, yes_id=0, no_id=1, dtype=torch.float32)
 
 
 def test_yes_no_loss_by_hand():
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [5.0, -5.0]])
     targets = torch.tensor([1.0, 0.0, 0.25, IGNORE_LABEL])
-    loss_sum, n = reward_loss(logits, targets, "yes_no")
+    loss_sum, n = _head("yes_no").loss(logits, targets)
     # log(1 + e^-2) + log(1 + e^-1) + log 2; the ignored step adds nothing
     assert n.item() == 3
     assert loss_sum.item() == pytest.approx(0.12692801 + 0.31326169 + 0.69314718, abs=1e-6)
-    assert step_scores(logits, "yes_no").tolist() == pytest.approx([0.88079708, 0.26894142, 0.5, 0.9999546], abs=1e-6)
+    assert _head("yes_no").scores(logits).tolist() == pytest.approx([0.88079708, 0.26894142, 0.5, 0.9999546], abs=1e-6)
 
 
 def test_linear_loss_by_hand():
     logits = torch.tensor([0.0, 2.0, -3.0])
     targets = torch.tensor([1.0, 0.0, IGNORE_LABEL])
-    loss_sum, n = reward_loss(logits, targets, "linear")
+    loss_sum, n = _head("linear").loss(logits, targets)
     assert n.item() == 2
     assert loss_sum.item() == pytest.approx(math.log(2) + math.log(1 + math.exp(2)), abs=1e-6)
-    assert step_scores(logits, "linear").tolist() == pytest.approx([0.5, 0.88079708, 0.04742587], abs=1e-6)
+    assert _head("linear").scores(logits).tolist() == pytest.approx([0.5, 0.88079708, 0.04742587], abs=1e-6)
 
 
 def test_no_labels_gives_zero_loss_with_graph():
     logits = torch.tensor([[1.0, 0.0]], requires_grad=True)
-    loss_sum, n = reward_loss(logits, torch.tensor([IGNORE_LABEL]))
+    loss_sum, n = _head("yes_no").loss(logits, torch.tensor([IGNORE_LABEL]))
     assert n.item() == 0 and loss_sum.item() == 0.0 and loss_sum.requires_grad
 
 
@@ -40,7 +44,7 @@ def test_forward_loss_matches_logits(reward_model, examples, image_root):
     batch = f.collate([f.encode(ex, image_root) for ex in examples])
     out = reward_model(**batch)
     assert out.logits.shape == (6, 2) and out.scores.shape == (6,)
-    expected, n = reward_loss(out.logits.detach(), batch["prm_labels"])
+    expected, n = _head("yes_no").loss(out.logits.detach(), batch["prm_labels"])
     assert out.n_labelled.item() == n.item() == 5
     assert out.loss_sum.item() == pytest.approx(expected.item(), rel=1e-6)
     assert out.scores.tolist() == pytest.approx(torch.softmax(out.logits.detach(), -1)[:, 0].tolist(), abs=1e-6)
@@ -107,7 +111,7 @@ def test_linear_head(tiny_dir, examples, image_root):
     out = m(**batch)
     handle.remove()
     assert seen == [] and out.logits.shape == (6,)
-    expected, _ = reward_loss(out.logits.detach(), batch["prm_labels"], "linear")
+    expected, _ = _head("linear").loss(out.logits.detach(), batch["prm_labels"])
     assert out.loss_sum.item() == pytest.approx(expected.item(), rel=1e-6)
     assert out.scores.tolist() == pytest.approx(torch.sigmoid(out.logits.detach()).tolist(), abs=1e-6)
     out.loss_sum.backward()
