@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q $(TORCH_PIP_ARGS) "torch==$(TORCH_VERSION)"
 	echo "torch==$(TORCH_VERSION)" > $(VENV)/constraints.txt
-	$(PIP) install -q -e ".[test]" -c $(VENV)/constraints.txt
+	$(PIP) install -q -e ".[test,rl]" -c $(VENV)/constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -3,8 +3,9 @@
 Each row of a Best-of-N file holds one question and N candidate solutions split into steps, each
 with a correctness flag (format in docs/evaluation.md). Every candidate's steps are scored by the
 reward model in one batched, resumable pass (mprm.eval.runner); a candidate's score is the
-aggregate of its step scores (mean, as in the paper; min and last as options) and the highest
-wins, ties going to the earlier candidate. Accuracy is reported per source and overall next to
+aggregate of its step scores (mean, as in the paper; min, last and prod as options, computed by
+:mod:`mprm.eval.aggregate`, the same code as the RL reward :class:`mprm.rewards.StepReward`) and the
+highest wins, ties going to the earlier candidate. Accuracy is reported per source and overall next to
 three references: the first candidate, a uniform random pick (its expected accuracy, i.e. the
 mean correctness, computed exactly) and the oracle (any candidate correct).
 
@@ -15,17 +16,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from mprm.eval.aggregate import AGGREGATES, aggregate as aggregate_scores, check_aggregate
 from mprm.eval.tables import render_bon_md
 
-AGGREGATES: dict[str, Callable[[Sequence[float]], float]] = {
-    "mean": lambda s: float(np.mean(s)),
-    "min": lambda s: float(np.min(s)),
-    "last": lambda s: float(s[-1]),
-}
+__all__ = ["AGGREGATES", "bon_results", "candidate_items", "evaluate_bon", "pick", "read_bon"]
 
 
 def read_bon(path: str | Path) -> list[dict[str, Any]]:
@@ -81,11 +79,14 @@ def candidate_items(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def pick(step_scores: Sequence[Sequence[float]], aggregate: str = "mean") -> tuple[int, list[float]]:
-    """(index of the chosen candidate, aggregate score of every candidate); ties -> the earliest."""
-    if aggregate not in AGGREGATES:
-        raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
-    agg = [AGGREGATES[aggregate](s) for s in step_scores]
-    return int(np.argmax(agg)), agg
+    """(index of the chosen candidate, aggregate score of every candidate); ties -> the earliest.
+
+    A candidate none of whose steps has a score aggregates to ``None`` and is picked only when no
+    candidate has a score (then the first).
+    """
+    check_aggregate(aggregate)
+    agg = [aggregate_scores(s, aggregate) for s in step_scores]
+    return int(np.argmax([-np.inf if a is None else a for a in agg])), agg
 
 
 def _accuracy(block: list[tuple[list[bool], int]]) -> dict[str, Any]:
@@ -146,8 +147,7 @@ def evaluate_bon(
     from mprm.eval.pipeline import check_images
     from mprm.eval.runner import score_items
 
-    if aggregate not in AGGREGATES:
-        raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
+    check_aggregate(aggregate)
     rows = read_bon(bon_file)
     rows, skipped = check_images(rows, image_root, origin=str(bon_file), skip=skip_missing_images)
     scored = score_items(candidate_items(rows), model_dir=model_dir, image_root=image_root, out_dir=out_dir,
