@@ -1,10 +1,11 @@
-"""Pass 2 of ``mprm select``: the kept rollouts in the training format (``selected.jsonl``) and
-one manifest row per input line (``manifest.jsonl``), file by file, joined in file order.
+"""Pass 2 of selection: the kept rollouts in the training format (``selected.jsonl``) and one
+manifest row per input line (``manifest.jsonl``), file by file, joined in file order.
 
 Only the kept lines are read again (by byte offset, from pass 1 of ``mprm.data.jsonl``), each
-decoded fully once with orjson, turned into the training format and written with orjson.
-Manifest rows are formatted from the pass-1 columns with one template, byte for byte what
-``orjson.dumps`` of the row's dict gives.
+decoded fully once with orjson, turned into the training format by the same functions the precise
+validator uses (``build_checked``, ``training_dict``: labels by ``mprm.data.labels.mc_targets``)
+and written with orjson. Manifest rows are formatted from the pass-1 columns with one template,
+byte for byte what ``orjson.dumps`` of the row's dict gives. No numpy: this runs in workers.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import mmap
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Any
+from itertools import compress
+from typing import Any, Callable, Sequence
 
-import numpy as np
 import orjson
 
 from mprm.data.jsonl import FileScan, dumps_line
@@ -36,11 +37,12 @@ def training_line(
 @dataclass
 class OutputJob:
     """Pass 2 of one file: its scan (valid rows, rejected lines), each valid row's manifest
-    score and whether it is kept, and where and how to write (part files under ``out_dir``)."""
+    score and whether it is kept (lists, one item per valid row), and where and how to write
+    (part files under ``out_dir``)."""
 
     scan: FileScan
-    scores: np.ndarray
-    kept: np.ndarray
+    scores: Sequence[float]
+    kept: Sequence[bool]
     out_dir: str
     index: int
     threshold: float = 0.0
@@ -51,14 +53,14 @@ class OutputJob:
 def kept_lines(job: OutputJob) -> bytes:
     """The training-format lines (``selected.jsonl``) of the job's kept rows, in file order."""
     scan = job.scan
-    rows = np.flatnonzero(job.kept)
-    if not len(rows):
+    if not any(job.kept):
         return b""
-    lines = scan.line[rows].tolist()
+    lines = list(compress(scan.line, job.kept))
+    offsets = list(compress(scan.offset, job.kept))
     if scan.path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        objs = pq.read_table(scan.path).take(scan.offset[rows]).to_pylist()
+        objs = pq.read_table(scan.path).take(offsets).to_pylist()
         return b"".join(
             dumps_line(training_dict(build_checked(obj, unannotated=job.unannotated), source=scan.source, line=line,
                                      threshold=job.threshold, soft=job.soft))
@@ -67,21 +69,24 @@ def kept_lines(job: OutputJob) -> bytes:
     with open(scan.path, "rb") as f:
         data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     options = dict(source=scan.source, threshold=job.threshold, soft=job.soft, unannotated=job.unannotated)
-    return b"".join(
-        training_line(data[start : start + size], line=line, **options)
-        for line, start, size in zip(lines, scan.offset[rows].tolist(), scan.size[rows].tolist())
-    )
+    try:
+        return b"".join(
+            training_line(data[start : start + size], line=line, **options)
+            for line, start, size in zip(lines, offsets, compress(scan.size, job.kept))
+        )
+    finally:
+        data.close()
 
 
-def manifest_lines(scan: FileScan, scores: np.ndarray, kept: np.ndarray) -> bytes:
+def manifest_lines(scan: FileScan, scores: Sequence[float], kept: Sequence[bool]) -> bytes:
     """``manifest.jsonl`` rows of one file, in line order: byte for byte what ``orjson.dumps``
     gives for ``{"file", "line", "source", "id", "score", "selected", "reason"}``."""
     file, source = orjson.dumps(scan.file), orjson.dumps(scan.source)
     head = (b'{"file":' + file + b',"line":').replace(b"%", b"%%") + b"%d"
     mid = (b',"source":' + source + b',"id":').replace(b"%", b"%%")
     tail = b',"score":%b,"selected":%b,"reason":null}\n'
-    score_text = orjson.dumps(np.asarray(scores, np.float64), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
-    flags = [(b"false", b"true")[k] for k in np.asarray(kept, bool).tolist()]
+    score_text = orjson.dumps([float(s) for s in scores])[1:-1].split(b",")
+    flags = [b"true" if k else b"false" for k in kept]
     lines = scan.line.tolist()
     if scan.ids is None:
         template = head + mid + b'"' + source[1:-1].replace(b"%", b"%%") + b':%d"' + tail
@@ -140,28 +145,37 @@ def write_outputs(
     *,
     pool: Any = None,
     progress: Any = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> None:
     """Pass 2 over every file, written in job order into ``selected.jsonl`` and ``manifest.jsonl``.
 
-    With a ``pool`` (``jsonl.make_pool``) each worker writes a file's rows to part files that are
-    appended here in order (in the kernel, ``copy_file_range``): sending them back through the
-    pool's pipe costs several times more CPU."""
+    With a ``pool`` each worker writes a file's rows to part files that are appended here in
+    order (in the kernel, ``copy_file_range``): sending them back through the pool's pipe costs
+    several times more CPU. ``meanwhile`` runs in this process while the workers write (the
+    report and the plot), or first when there is no pool. ``progress``: a tqdm bar or None."""
     with open(selected_path, "wb", buffering=0) as selected, open(manifest_path, "wb", buffering=0) as manifest:
         if pool is None:
+            if meanwhile is not None:
+                meanwhile()
             for job in jobs:
                 selected.write(kept_lines(job))
                 manifest.write(manifest_lines(job.scan, job.scores, job.kept))
                 if progress is not None:
                     progress.update(1)
-            return
-        try:
-            for selected_part, manifest_part in pool.imap(render_file, jobs):
-                _append(selected, selected_part)
-                _append(manifest, manifest_part)
-                if progress is not None:
-                    progress.update(1)
-        finally:
-            for job in jobs:
-                for name in ("selected", "manifest"):
-                    if os.path.exists(_part(job, name)):
-                        os.unlink(_part(job, name))
+        else:
+            try:
+                parts = pool.imap(render_file, jobs)
+                if meanwhile is not None:
+                    meanwhile()
+                for selected_part, manifest_part in parts:
+                    _append(selected, selected_part)
+                    _append(manifest, manifest_part)
+                    if progress is not None:
+                        progress.update(1)
+            finally:
+                for job in jobs:
+                    for name in ("selected", "manifest"):
+                        if os.path.exists(_part(job, name)):
+                            os.unlink(_part(job, name))
+    if progress is not None:
+        progress.close()

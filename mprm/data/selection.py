@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-STRATEGIES = ("full", "random", "bis", "mixed", "reliable", "low_mc")
+from mprm.data.settings import STRATEGIES
 
 
 def bis_score(scores: Sequence[float], alpha: float = 0.05) -> float:

@@ -30,6 +30,8 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
+from mprm.data.labels import FILE_CORRECT, FILE_INCORRECT, FILE_NEUTRAL
+
 IMAGE_SIZE = 56
 CELL = IMAGE_SIZE // 2
 SHAPE_SIZE = 20
@@ -489,12 +491,13 @@ def _write_benchmark(out: Path, n: int, seed: int, images: bool, pad: _Padder) -
                 for scene, p in zip(scenes, paths):
                     draw_scene(scene, out / p)
                     written += 1
-            # VisualProcessBench coding (METHOD.md 7): 1 correct, -1 incorrect, 0 neutral.
-            labels = [0 if rng.random() < BENCH_NEUTRAL_SHARE else (1 if j < err else -1) for j in range(len(steps))]
+            # The benchmark file's own coding (METHOD.md 7; mprm.data.labels): 1 correct, -1 incorrect, 0 neutral.
+            labels = [FILE_NEUTRAL if rng.random() < BENCH_NEUTRAL_SHARE else (FILE_CORRECT if j < err else FILE_INCORRECT)
+                      for j in range(len(steps))]
             counts["steps"] += len(steps)
-            counts["correct"] += labels.count(1)
-            counts["incorrect"] += labels.count(-1)
-            counts["neutral"] += labels.count(0)
+            counts["correct"] += labels.count(FILE_CORRECT)
+            counts["incorrect"] += labels.count(FILE_INCORRECT)
+            counts["neutral"] += labels.count(FILE_NEUTRAL)
             _dump(fh, {
                 "id": f"synth-bench-{i:06d}",
                 "image": paths,

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from mprm.data.labels import FILE_LABELS, from_file_coding, mc_targets
 from mprm.errors import UserError
 
 #: Fields of a VisualPRM400K-v1.1-Raw line that the record consumes; all others are passed through.
@@ -62,6 +63,10 @@ class DataError(UserError):
 
     def __reduce__(self):  # picklable across worker processes
         return (DataError, (self.file, self.line, self.reason))
+
+
+class InputPathError(UserError):
+    """A corpus path that is missing, of the wrong kind, or holds two files of one source."""
 
 
 def show(value: Any, limit: int = 60) -> str:
@@ -252,14 +257,10 @@ def record_id(obj: Any, source: str, line: int) -> str:
 def training_dict(
     c: CheckedRollout, *, source: str, line: int, threshold: float = 0.0, soft: bool = False
 ) -> dict[str, Any]:
-    """The training form of a checked line; equal to ``Rollout.to_training_dict`` (records.py).
+    """The training form of a checked line: one ``selected.jsonl`` row (docs/data_formats.md).
 
-    Labels follow METHOD.md 2: hard ``y_j = 1[s_j > tau]`` or soft ``y_j = s_j``.
+    Labels follow METHOD.md 2 through the one rule, :func:`mprm.data.labels.mc_targets`.
     """
-    if soft:
-        labels = list(c.scores)
-    else:
-        labels = [1.0 if s > threshold else 0.0 for s in c.scores]
     return {
         "id": c.id if c.id is not None else f"{source}:{line}",
         "source": source,
@@ -270,22 +271,17 @@ def training_dict(
         "mc_scores": list(c.scores),
         "num_mc_correct": list(c.num_mc_correct),
         "num_mc_total": list(c.num_mc_total),
-        "labels": labels,
+        "labels": mc_targets(c.scores, threshold=threshold, soft=soft),
         "extra": c.extra,
     }
-
-
-#: VisualProcessBench's ``process_correctness`` coding (1 correct, -1 incorrect, 0 neutral;
-#: METHOD.md 7) -> mprm's internal step labels (1 correct, 0 incorrect, -1 neutral/ignored), the
-#: same 1/0 convention as training labels (decisions.md D-DATA-6).
-BENCH_LABEL_FROM_RAW = {1: 1, -1: 0, 0: -1}
-BENCH_LABEL_TO_RAW = {v: k for k, v in BENCH_LABEL_FROM_RAW.items()}
 
 
 def check_bench_item(obj: Any) -> dict[str, Any]:
     """Validate one VisualProcessBench line (METHOD.md 7); returns the fields of a BenchItem.
 
-    Labels come back in the internal coding (:data:`BENCH_LABEL_FROM_RAW`).
+    ``process_correctness`` is in the file's coding (1 correct, -1 incorrect, 0 neutral); labels
+    come back in mprm's internal coding through :func:`mprm.data.labels.from_file_coding`
+    (decisions.md D-DATA-6).
     """
     if not isinstance(obj, dict):
         raise RecordError("line", "not a JSON object", type(obj).__name__)
@@ -308,7 +304,7 @@ def check_bench_item(obj: Any) -> dict[str, Any]:
             "response.process_correctness", f"not a list of {len(steps)} labels (one per step)", labels
         )
     for i, label in enumerate(labels):
-        if type(label) is not int or label not in (1, 0, -1):
+        if type(label) is not int or label not in FILE_LABELS:
             raise RecordError(f"response.process_correctness[{i}]", "not 1, 0 or -1", label)
     answer = obj.get("answer")
     answer = "" if answer is None else answer if isinstance(answer, str) else json.dumps(answer)
@@ -318,7 +314,7 @@ def check_bench_item(obj: Any) -> dict[str, Any]:
         "question": question,
         "answer": answer,
         "steps": list(steps),
-        "labels": [BENCH_LABEL_FROM_RAW[label] for label in labels],
+        "labels": from_file_coding(labels),
         "data_source": str(obj.get("data_source") or ""),
         "policy_model": str(obj.get("policy_model") or ""),
         "extra": {k: v for k, v in obj.items() if k not in known},

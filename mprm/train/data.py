@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,9 @@ import numpy as np
 import orjson
 import torch
 
-from mprm.data.labels import IGNORE_LABEL
+from mprm.data.labels import IGNORE_LABEL, mc_targets
+from mprm.data.pipeline import select_corpus
+from mprm.data.settings import SelectionSettings
 
 
 # ---- 1. what file to train on ------------------------------------------------------------------
@@ -53,28 +56,17 @@ def is_training_jsonl(path: str | Path) -> bool:
     return bool(row) and "steps_with_score" not in row and "steps" in row and ("labels" in row or "mc_scores" in row)
 
 
-def selection_args(*, corpus: str, out_dir: Path, strategy: str, fraction: float, alpha: float, seed: int,
-                   per_source: bool, label_threshold: float, soft_labels: bool, unannotated: str,
-                   lenient: bool) -> list[str]:
-    """The ``mprm select`` command line that writes the run's selection."""
-    args = ["select", "--input", str(corpus), "--output", str(out_dir), "--strategy", strategy,
-            "--alpha", repr(float(alpha)), "--seed", str(seed), "--unannotated", unannotated]
-    if strategy != "full":
-        args += ["--fraction", repr(float(fraction))]
-    if not per_source:
-        args.append("--global")
-    args += ["--soft-labels"] if soft_labels else ["--label-threshold", repr(float(label_threshold))]
-    if lenient:
-        args.append("--lenient")
-    return args
-
-
 def resolve_training_file(*, train: str, output_dir: Path, strategy: str, fraction: float, alpha: float,
                           seed: int, per_source: bool, label_threshold: float, soft_labels: bool,
                           unannotated: str, lenient: bool, is_main: bool) -> Path:
-    """Path of the ``selected.jsonl`` to train on; runs ``mprm select`` on rank 0 for a corpus.
+    """Path of the ``selected.jsonl`` to train on; for a corpus, rank 0 selects into
+    ``OUTPUT_DIR/selection/`` with :func:`mprm.data.pipeline.select_corpus` (METHOD.md 3-4).
 
-    Call on every rank, then barrier: non-main ranks return the same path without writing.
+    A stamp file holds the corpus path and the settings as applied, so a rerun or a resume with
+    the same ones reuses the selection. Bad records raise ``DataError`` (``FILE:LINE: ...``), bad
+    settings ``SelectionSettingsError``. With ``soft_labels`` the threshold is ignored, as
+    ``data.soft_labels`` says. Call on every rank, then barrier: other ranks return the same path
+    without writing.
     """
     src = Path(train)
     if not src.exists():
@@ -84,33 +76,34 @@ def resolve_training_file(*, train: str, output_dir: Path, strategy: str, fracti
             raise ValueError(f"data.train = {train!r} is already a training selection; set selection.strategy=full "
                              f"or point data.train at the corpus to select with {strategy!r}")
         return src
+    settings = SelectionSettings(strategy=strategy, fraction=None if strategy == "full" else fraction, alpha=alpha,
+                                 seed=seed, per_source=per_source, label_threshold=0.0 if soft_labels else label_threshold,
+                                 soft_labels=soft_labels, unannotated=unannotated, lenient=lenient)
     out_dir = output_dir / "selection"
     selected = out_dir / "selected.jsonl"
-    args = selection_args(corpus=str(src), out_dir=out_dir, strategy=strategy, fraction=fraction, alpha=alpha,
-                          seed=seed, per_source=per_source, label_threshold=label_threshold,
-                          soft_labels=soft_labels, unannotated=unannotated, lenient=lenient)
     stamp = out_dir / ".mprm-train-select.json"
+    key = {"input": str(src), **settings.parameters()}
     if is_main:
-        same = stamp.is_file() and selected.is_file() and json.loads(stamp.read_text()) == args
+        try:
+            same = selected.is_file() and json.loads(stamp.read_text()) == key
+        except (OSError, ValueError):
+            same = False
         if not same:
-            from mprm.cli import main as mprm_main
-
-            code = mprm_main(args)
-            if code != 0 or not selected.is_file():
-                raise RuntimeError(f"'mprm {' '.join(args)}' failed (exit {code}); see the messages above")
-            stamp.write_text(json.dumps(args))
+            stamp.unlink(missing_ok=True)
+            result = select_corpus(src, settings, out_dir)
+            print(f"mprm select: {result.summary()}", file=sys.stderr, flush=True)
+            stamp.write_text(json.dumps(key))
     return selected
 
 
 # ---- 2. rows -> memory-mapped table ------------------------------------------------------------
 def training_labels(row: dict[str, Any], *, threshold: float, soft: bool) -> list[float]:
-    """Per-step targets of one training row (METHOD.md 2): from ``mc_scores`` when present."""
+    """Per-step targets of one training row (METHOD.md 2): from ``mc_scores`` when present, by the
+    one labelling rule (``mprm.data.labels.mc_targets``), so the training config decides them."""
     scores = row.get("mc_scores")
     if scores is None:
         return [float(y) for y in row["labels"]]
-    if soft:
-        return [float(s) for s in scores]
-    return [1.0 if float(s) > threshold else 0.0 for s in scores]
+    return mc_targets(scores, threshold=threshold, soft=soft)
 
 
 def _rows(path: str, threshold: float, soft: bool, size: int, mtime: float):  # noqa: ARG001 (cache key)

@@ -44,10 +44,31 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+def precise(path: Path, *, unannotated: str = "negative") -> list[tuple[int, Any, str | None]]:
+    """The precise validator line by line, as the reference the fast scan must agree with:
+    ``(line, CheckedRollout or None, reason or None)`` for every non-empty line. The lines are
+    split here independently of mprm's reader (BOM skipped, 1-based numbers, blank lines counted
+    but not listed)."""
+    from mprm.data.validation import RecordError, check_rollout, parse_json_line
+
+    data = Path(path).read_bytes()
+    data = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    out = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            out.append((number, check_rollout(parse_json_line(raw), unannotated=unannotated), None))
+        except RecordError as err:
+            out.append((number, None, err.reason))
+    return out
+
+
 class _Tools:
     rollout = staticmethod(rollout)
     write_jsonl = staticmethod(write_jsonl)
     read_jsonl = staticmethod(read_jsonl)
+    precise = staticmethod(precise)
 
 
 import pytest  # noqa: E402
@@ -55,5 +76,6 @@ import pytest  # noqa: E402
 
 @pytest.fixture
 def tools() -> type[_Tools]:
-    """Helpers to write hand-made corpora: ``tools.rollout``, ``tools.write_jsonl``, ``tools.read_jsonl``."""
+    """Helpers to write hand-made corpora: ``tools.rollout``, ``tools.write_jsonl``, ``tools.read_jsonl``,
+    and the precise validator's reading of a file, ``tools.precise``."""
     return _Tools

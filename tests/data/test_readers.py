@@ -1,5 +1,5 @@
-"""Readers (jsonl, parquet, benchmark, training format, TRL) and the fast scan's agreement with
-the precise validation path."""
+"""Readers (benchmark, training format, TRL), the corpus through the real path (``scan_file``,
+``select_corpus``) and the fast scan's agreement with the precise validator."""
 
 from __future__ import annotations
 
@@ -9,15 +9,9 @@ import sys
 
 import pytest
 
+from mprm.data import SelectionSettings, select_corpus
 from mprm.data.jsonl import scan_file
-from mprm.data.readers import (
-    iter_corpus,
-    read_benchmark,
-    read_corpus,
-    read_training_jsonl,
-    read_trl_stepwise,
-    write_trl_stepwise,
-)
+from mprm.data.readers import read_benchmark, read_training_jsonl, read_trl_stepwise, write_trl_stepwise
 from mprm.data.validation import DataError
 
 
@@ -47,27 +41,32 @@ def _messy(tools):
 @pytest.mark.parametrize("unannotated", ["negative", "truncate"])
 def test_fast_scan_agrees_with_precise_reader(tmp_path, tools, unannotated):
     path = tools.write_jsonl(tmp_path / "src.jsonl", _messy(tools))
-    results = list(iter_corpus(path, lenient=True, unannotated=unannotated))
+    results = tools.precise(path, unannotated=unannotated)
     scan = scan_file(path, source="src", lenient=True, unannotated=unannotated)
     assert scan.n_lines == len(results) == 13  # every non-empty line accounted for
-    kept = [x for x in results if x.rollout]
-    assert [row[0] for row in scan.rows] == [x.line for x in kept] == [1, 2, 3, 4, 6, 15]
-    for row, x in zip(scan.rows, kept):
-        scores = x.rollout.mc_scores
-        assert row[3] == x.rollout.id
+    kept = [(line, c) for line, c, _ in results if c is not None]
+    assert [row[0] for row in scan.rows] == [line for line, _ in kept] == [1, 2, 3, 4, 6, 15]
+    for row, (line, c) in zip(scan.rows, kept):
+        scores = c.scores
+        assert row[3] == (c.id if c.id is not None else f"src:{line}")
         assert row[4:8] == (len(scores), sum(s > 0 for s in scores), sum(scores), sum(s <= 0 for s in scores))
-    assert [(line, reason) for line, _, reason, _ in scan.rejected] == [(x.line, x.reason) for x in results if not x.rollout]
-    assert kept[0].rollout.id == "12" and kept[1].rollout.images == ["x.png", "y.png"]
-    assert kept[2].rollout.question.startswith("<image>") and kept[4].rollout.answer == "5"
-    assert kept[1].rollout.extra["question_zh"] == "图里有几个圆？"
-    assert len(kept[3].rollout.steps) == (1 if unannotated == "truncate" else 2)
+    assert [(line, reason) for line, _, reason, _ in scan.rejected] == [(n, why) for n, c, why in results if c is None]
+    # the same lines as training rows, through the real path
+    result = select_corpus(path, SelectionSettings("full", lenient=True, unannotated=unannotated), tmp_path / "o", plot=False)
+    rows = tools.read_jsonl(result.selected)
+    assert [r["id"] for r in rows] == ["12", "src:2", "src:3", "src:4", "src:6", "src:15"]
+    assert rows[1]["images"] == ["x.png", "y.png"]
+    assert rows[2]["question"].startswith("<image>") and rows[4]["answer"] == "5"
+    assert rows[1]["extra"]["question_zh"] == "图里有几个圆？"
+    assert len(rows[3]["steps"]) == (1 if unannotated == "truncate" else 2)
 
 
 def test_strict_reader_raises_with_location(tmp_path, tools):
     path = tools.write_jsonl(tmp_path / "src.jsonl", _messy(tools))
     with pytest.raises(DataError) as err:
-        read_corpus(path)
+        select_corpus(path, SelectionSettings("full"), tmp_path / "o")
     assert str(err.value) == f"{path}:7: line: invalid JSON ('Expecting value: line 1 column 1 (char 0)')"
+    assert list((tmp_path / "o").iterdir()) == []  # strict mode writes nothing
 
 
 def test_jsonl_and_parquet_give_the_same_rollouts(tmp_path, tools):
@@ -77,10 +76,10 @@ def test_jsonl_and_parquet_give_the_same_rollouts(tmp_path, tools):
     recs = [tools.rollout([1.0, 0.0], id="j"), tools.rollout([0.5, 0.5, 0.0], id="k"), tools.rollout([0.0625], id=None)]
     jl = tools.write_jsonl(tmp_path / "src.jsonl", recs)
     pq.write_table(pa.Table.from_pylist(recs), tmp_path / "src.parquet")
-    a = read_corpus(jl)
-    b = read_corpus(tmp_path / "src.parquet")
-    assert [r.to_training_dict() for r in a] == [r.to_training_dict() for r in b]
-    assert [r.id for r in b] == ["j", "k", "src:3"]
+    a = tools.read_jsonl(select_corpus(jl, SelectionSettings("full"), tmp_path / "a", plot=False).selected)
+    b = tools.read_jsonl(select_corpus(tmp_path / "src.parquet", SelectionSettings("full"), tmp_path / "b", plot=False).selected)
+    assert a == b
+    assert [r["id"] for r in b] == ["j", "k", "src:3"]
     scan = scan_file(tmp_path / "src.parquet", source="src")
     assert [row[4:7] for row in scan.rows] == [(2, 1, 1.0), (3, 2, 1.0), (1, 1, 0.0625)]
 
@@ -92,7 +91,14 @@ def test_selected_jsonl_round_trip_and_trl(tmp_path, tools):
     path = tools.write_jsonl(tmp_path / "src.jsonl", recs)
     assert main(["select", "--input", str(path), "--strategy", "full", "--no-plot", "--output", str(tmp_path / "o")]) == 0
     rows = read_training_jsonl(tmp_path / "o" / "selected.jsonl")
-    assert rows == [r.to_training_dict() for r in read_corpus(path)]
+    extra = {"question": "<image>\nHow many circles?", "response": "...", "num_mc_sequences": 16}
+    common = {"source": "src", "images": ["images/a.png"], "question": "How many circles?", "answer": "3", "extra": extra}
+    assert rows == [
+        {"id": "src:1", **common, "steps": ["step 0", "step 1"], "mc_scores": [1.0, 0.0], "num_mc_correct": [16, 0],
+         "num_mc_total": [16, 16], "labels": [1.0, 0.0]},
+        {"id": "k", **common, "steps": ["step 0", "step 1", "step 2"], "mc_scores": [0.5, 0.5, 0.0],
+         "num_mc_correct": [8, 8, 0], "num_mc_total": [16, 16, 16], "labels": [1.0, 1.0, 0.0]},
+    ]
     assert write_trl_stepwise(rows, tmp_path / "trl.jsonl") == 2
     line = json.loads((tmp_path / "trl.jsonl").read_text().splitlines()[1])
     assert line["prompt"] == "How many circles?" and line["labels"] == [True, True, False]
@@ -120,7 +126,19 @@ def test_read_benchmark(tmp_path, tools):
 
 def test_data_layer_imports_no_torch():
     code = ("import sys, mprm.data, mprm.data.readers, mprm.data.selection, mprm.data.report, mprm.data.jsonl, "
-            "mprm.data.validation, mprm.cli.select; "
+            "mprm.data.validation, mprm.data.labels, mprm.data.pipeline, mprm.data.settings, mprm.data.outputs, "
+            "mprm.data.synth, mprm.cli.select; "
             "bad = [m for m in ('torch', 'transformers', 'accelerate') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_select_startup_imports_nothing_heavy():
+    """``mprm select`` imports numpy only once pass 1 is under way, Pillow only to draw, tqdm only
+    on a terminal (docs/selection.md): importing the command and the pipeline loads none of them."""
+    code = ("import sys, mprm.cli, mprm.cli.select, mprm.data, mprm.data.pipeline, mprm.data.jsonl, mprm.data.outputs; "
+            "from mprm.data import select_corpus, SelectionSettings; "
+            "bad = [m for m in ('numpy', 'PIL', 'matplotlib', 'tqdm', 'pyarrow', 'multiprocessing.pool') if m in sys.modules]; "
+            "print(bad); sys.exit(bool(bad))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -164,8 +164,12 @@ def test_missing_input_exit_2(tmp_path, capsys):
     assert code == 2 and "no such file" in err
 
 
-def test_determinism_and_workers(tmp_path, tools, capsys):
+def test_determinism_and_workers(tmp_path, tools, capsys, monkeypatch):
     import random
+
+    from mprm.data import pipeline
+
+    monkeypatch.setattr(pipeline, "POOL_MIN_BYTES", 0)  # a pool even for these small files
 
     rng = random.Random(1)
     for s in range(3):
@@ -231,26 +235,30 @@ def _varied_lines(tools) -> list:
 @pytest.mark.parametrize("unannotated,threshold", [("negative", 0.0), ("truncate", 0.0625)])
 def test_fast_scan_agrees_with_precise_reader_in_every_chunking(tmp_path, tools, monkeypatch, chunk_bytes, unannotated, threshold):
     from mprm.data import jsonl
-    from mprm.data.readers import iter_corpus
 
     path = tools.write_jsonl(tmp_path / "src.jsonl", _varied_lines(tools))
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     monkeypatch.setattr(jsonl, "CHUNK_BYTES", chunk_bytes)
     scan = jsonl.scan_file(path, source="src", lenient=True, unannotated=unannotated, threshold=threshold)
-    results = list(iter_corpus(path, lenient=True, unannotated=unannotated))
+    results = tools.precise(path, unannotated=unannotated)
     assert scan.n_lines == len(results)
-    kept = [x for x in results if x.rollout]
     expected = []
-    for x in kept:
-        s = x.rollout.mc_scores
-        unann = sum(st.num_mc_total == 0 for st in x.rollout.steps) if unannotated == "negative" else None
-        expected.append((x.line, x.rollout.id, len(s), sum(v > 0 for v in s), math.fsum(s), sum(v <= threshold for v in s), unann))
+    for line, c, _ in results:
+        if c is None:
+            continue
+        s = c.scores
+        unann = sum(t == 0 for t in c.num_mc_total) if unannotated == "negative" else None
+        rid = c.id if c.id is not None else f"src:{line}"
+        expected.append((line, rid, len(s), sum(v > 0 for v in s), math.fsum(s), sum(v <= threshold for v in s), unann))
     got = [(r[0], r[3], r[4], r[5], r[6], r[7], r[8] if unannotated == "negative" else None) for r in scan.rows]
     assert got == expected
-    assert [(line, reason) for line, _, reason, _ in scan.rejected] == [(x.line, x.reason) for x in results if not x.rollout]
+    assert [(line, reason) for line, _, reason, _ in scan.rejected] == [(n, why) for n, c, why in results if c is None]
     raw = path.read_bytes()
     for line, offset, size, *_ in scan.rows:  # offsets point at the line's own bytes
         assert raw[offset : offset + size].rstrip(b"\r") == raw.split(b"\n")[line - 1].lstrip(b"\xef\xbb\xbf").rstrip(b"\r")
+    lines = list(jsonl.iter_lines(path))  # the other readers' line reader: the same lines and offsets
+    assert [n for n, _, _ in lines] == [n for n, _, _ in results]
+    assert {n: (o, len(b)) for n, o, b in lines if n in scan.line} == {r[0]: (r[1], r[2]) for r in scan.rows}
 
 
 def test_manifest_lines_are_orjson_rows():
@@ -294,7 +302,10 @@ def test_scores_png_bars(tmp_path):
     assert plot_grey[:, 0].min() < bars_blue[:, 0].min()  # the taller bar starts higher up
 
 
-def test_strict_error_in_a_later_file_leaves_no_outputs(tmp_path, tools, capsys):
+def test_strict_error_in_a_later_file_leaves_no_outputs(tmp_path, tools, capsys, monkeypatch):
+    from mprm.data import pipeline
+
+    monkeypatch.setattr(pipeline, "POOL_MIN_BYTES", 0)
     for i in range(3):
         recs = [tools.rollout([1.0, 0.0]), tools.rollout([0.5])] + ([b"not json"] if i == 2 else [])
         tools.write_jsonl(tmp_path / "ann" / f"s{i}.jsonl", recs)

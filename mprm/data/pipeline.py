@@ -1,0 +1,217 @@
+"""The selection pipeline: :func:`select_corpus`, the one call behind ``mprm select``, training's
+selection step and the demo (METHOD.md 3-4, docs/selection.md).
+
+From a corpus path to five files in ``out_dir``: ``manifest.jsonl`` (one row per non-empty input
+line), ``selected.jsonl`` (the kept rollouts in the training format, file order, files in sorted
+name order), ``report.json`` / ``report.md`` (the paper's Table 1 columns for corpus and subset)
+and ``scores.png``. Bad input raises :class:`~mprm.data.validation.DataError` (strict) naming
+``FILE:LINE: field: problem (value)``; bad paths and settings raise other
+:class:`~mprm.errors.UserError` subclasses. Nothing is printed.
+
+Steps (each function named is the real path; docs/selection.md "How it is fast"):
+
+1. ``jsonl.corpus_files``: the files, sorted by name; source = file stem.
+2. Pass 1, ``jsonl.scan_file`` per file (in worker processes for large inputs): per valid rollout
+   the numbers BIS needs, rejected lines with reasons. While the workers read, this process
+   imports numpy, which only the following steps need.
+3. ``selection.select_table``: k per source, ranking, the kept rows (D-DATA-1, D-DATA-3).
+4. Pass 2, ``outputs.write_outputs`` / ``outputs.render_file`` per file (in the workers): the kept
+   lines re-read by offset, turned into training rows (labels by ``labels.mc_targets``), and the
+   manifest rows; meanwhile this process computes the report and draws the plot.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from mprm.data.jsonl import FileScan, corpus_files, scan_file
+from mprm.data.outputs import OutputJob, write_outputs
+from mprm.data.settings import SelectionResult, SelectionSettings, SelectionSettingsError, SourceCounts
+
+#: Below this many input bytes everything runs in this process: starting workers costs more
+#: than it saves (measured, docs/selection.md).
+POOL_MIN_BYTES = 16 << 20
+
+
+def default_workers() -> int:
+    """min(2, CPUs): pass 1 and 2 are memory-bound beyond two processes on the machines measured."""
+    return min(2, os.cpu_count() or 1)
+
+
+def _make_pool(workers: int, files: list[tuple[Path, str]]) -> Any:
+    """A fork-based process pool of min(workers, files) processes, or None for one process (one
+    worker, one file, or less than :data:`POOL_MIN_BYTES` of input). Started before numpy is
+    imported, so the forked workers are small."""
+    if workers <= 1 or len(files) <= 1 or sum(p.stat().st_size for p, _ in files) < POOL_MIN_BYTES:
+        return None
+    import multiprocessing
+
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return multiprocessing.get_context(method).Pool(min(workers, len(files)))
+
+
+def _scan_job(job: tuple[str, str, bool, str, float]) -> FileScan:
+    path, source, lenient, unannotated, threshold = job
+    return scan_file(path, source=source, lenient=lenient, unannotated=unannotated, threshold=threshold)
+
+
+def _bar(enabled: bool, total: int, desc: str) -> Any:
+    """A tqdm bar on stderr when asked for and stderr is a terminal, else None (tqdm not imported)."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="file", file=sys.stderr)
+
+
+def _each(items: Iterable[Any], bar: Any) -> Iterable[Any]:
+    for item in items:
+        yield item
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+
+
+def select_corpus(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    settings: SelectionSettings,
+    out_dir: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    plot: bool = True,
+    progress: bool = True,
+) -> SelectionResult:
+    """Select from a corpus (an annotations directory, ``.jsonl`` or ``.parquet`` files) into
+    ``out_dir`` under ``settings`` (METHOD.md 2-4); returns what was written and counted.
+
+    ``workers``: processes for the two passes (default :func:`default_workers`; inputs under
+    :data:`POOL_MIN_BYTES` run in this process). ``plot``: draw ``scores.png``. ``progress``: tqdm
+    bars on a terminal. Strict mode raises at the first bad line with no output written.
+    The cyclic garbage collector is paused meanwhile: no cycles are made, and its passes over
+    hundreds of thousands of objects cost time for nothing.
+    """
+    if not isinstance(settings, SelectionSettings):
+        raise TypeError(f"settings must be a SelectionSettings, got {type(settings).__name__}")
+    workers = default_workers() if workers is None else workers
+    if type(workers) is not int or workers < 1:
+        raise SelectionSettingsError(f"workers = {workers!r}: must be an integer >= 1")
+    started = time.perf_counter()
+    files = corpus_files(inputs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    pool = _make_pool(workers, files)
+    try:
+        return _select(inputs, settings, files, out, pool, plot, progress, started)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _select(inputs: Any, settings: SelectionSettings, files: list[tuple[Path, str]], out: Path, pool: Any,
+            plot: bool, progress: bool, started: float) -> SelectionResult:
+    threshold = settings.threshold
+    jobs = [(str(p), s, settings.lenient, settings.unannotated, threshold) for p, s in files]
+    results = pool.imap(_scan_job, jobs) if pool is not None else map(_scan_job, jobs)
+    if pool is not None:
+        import numpy  # noqa: F401  (while the workers read)
+    scans: list[FileScan] = []
+    for scan in _each(results, _bar(progress, len(files), "scan")):
+        scans.append(scan)
+        if scan.error is not None:
+            raise scan.error
+
+    import numpy as np
+
+    from mprm.data.report import RowStats
+    from mprm.data.selection import ScoreTable, select_table
+
+    def column(name: str) -> np.ndarray:
+        dtype = np.float64 if name == "sum_mc" else np.int64
+        return np.concatenate([np.frombuffer(getattr(s, name), dtype) for s in scans]) if scans else np.zeros(0, dtype)
+
+    names, sizes = [s.source for s in scans], [len(s) for s in scans]
+    group_ids = np.repeat(np.arange(len(scans), dtype=np.int64), sizes)
+    table = ScoreTable(column("n_steps"), column("n_pos"), column("sum_mc"))
+    chosen = select_table(table, group_ids, names, strategy=settings.strategy, fraction=settings.kept_fraction,
+                          alpha=settings.alpha, seed=settings.seed, per_source=settings.per_source)
+    kept = np.zeros(len(table), bool)
+    kept[chosen.chosen] = True
+    bounds = np.cumsum([0, *sizes]).tolist()
+    spans = list(zip(bounds[:-1], bounds[1:]))
+    jobs_2 = [OutputJob(scan, chosen.scores[a:b].tolist(), kept[a:b].tolist(), str(out), i, threshold=threshold,
+                        soft=settings.soft_labels, unannotated=settings.unannotated)
+              for i, (scan, (a, b)) in enumerate(zip(scans, spans))]
+    stats = RowStats(group_ids, table.n_steps, column("n_err"), table.sum_mc, table.mixed(), column("n_unannotated"))
+    report: dict[str, Any] = {}
+    plot_path = out / "scores.png" if plot and len(table) else None
+
+    def meanwhile() -> None:
+        report.update(_report(inputs, settings, scans, stats, chosen, kept))
+        if plot_path is not None:
+            _plot(plot_path, chosen.scores, kept, settings)
+
+    write_outputs(out / "selected.jsonl", out / "manifest.jsonl", jobs_2, pool=pool,
+                  progress=_bar(progress, len(jobs_2), "write"), meanwhile=meanwhile)
+    from mprm.data.report import write_reports
+
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    write_reports(out, report)
+    sources = {
+        scan.source: SourceCounts(file=scan.file, lines=scan.n_lines, valid=len(scan), rejected=len(scan.rejected),
+                                  k=chosen.k[scan.source] if settings.per_source else None,
+                                  kept=sum(jobs_2[i].kept))
+        for i, scan in enumerate(scans)
+    }
+    return SelectionResult(
+        out_dir=out, manifest=out / "manifest.jsonl", selected=out / "selected.jsonl", report_json=out / "report.json",
+        report_md=out / "report.md", plot=plot_path, sources=sources, lines=report["input"]["lines"],
+        valid=len(table), rejected=report["input"]["rejected"], kept=report["selected"],
+        rejected_by_reason=dict(report["input"]["rejected_by_reason"]), seconds=report["seconds"],
+    )
+
+
+def _report(inputs: Any, settings: SelectionSettings, scans: list[FileScan], stats: Any, chosen: Any,
+            kept: Any) -> dict[str, Any]:
+    """``report.json`` without ``seconds``: parameters, input accounting, k, the corpus and subset
+    statistics (``mprm.data.report.table_stats``; Table 1 columns)."""
+    from mprm.data.report import table_stats
+
+    names = [s.source for s in scans]
+    rejected = Counter(code for s in scans for _, _, _, code in s.rejected)
+    shown = str(inputs) if isinstance(inputs, (str, os.PathLike)) else [str(p) for p in inputs]
+    return {
+        "parameters": {"input": shown, **settings.parameters()},
+        "input": {
+            "files": [s.file for s in scans],
+            "lines": sum(s.n_lines for s in scans),
+            "valid": int(len(stats.n_steps)),
+            "rejected": sum(len(s.rejected) for s in scans),
+            "rejected_by_reason": dict(sorted(rejected.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "unannotated_steps": int(stats.n_unannotated.sum()),
+            "rollouts_with_unannotated": int((stats.n_unannotated > 0).sum()),
+        },
+        "k": chosen.k,
+        "selected": int(kept.sum()),
+        "corpus": table_stats(stats, names),
+        "subset": table_stats(stats, names, chosen.chosen),
+    }
+
+
+def _plot(path: Path, scores: Any, kept: Any, settings: SelectionSettings) -> None:
+    from mprm.data.report import plot_scores
+
+    labels = {"reliable": "R (mean MC of positive steps)", "low_mc": "mean step MC"}
+    plot_scores(path, scores, kept, label=labels.get(settings.strategy, f"BIS (alpha={settings.alpha})"))
+
