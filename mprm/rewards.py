@@ -11,7 +11,7 @@ completions in one forward pass (:func:`mprm.models.score_batch`) and aggregates
 completion's step scores with the same code as ``eval.py --bon`` (:mod:`mprm.eval.aggregate`).
 
 Also here, for the policy side of an RL run on a vision-language policy:
-:func:`image_only_processor`, a Qwen2-VL / Qwen2.5-VL processor that skips the video processor,
+:func:`image_only_processor`, a Qwen2.5-VL processor that skips the video processor,
 whose import needs torchvision (which cannot be installed on CPU machines, ENVIRONMENT.md).
 """
 
@@ -266,7 +266,7 @@ class StepReward:
 
         Under TRL the per-step scores go to the completions table (``log_extra`` column
         ``step_scores``) and the counts to the logged metrics (``log_metric``: ``mprm/steps``, mean
-        steps per completion; ``mprm/steps_cut``, steps dropped by the token limit;
+        steps per completion; ``mprm/steps_cut``, steps dropped by the token limit in the call;
         ``mprm/no_reward``, fraction of completions without a reward); ``self.last`` keeps them.
         """
         log_extra, log_metric = columns.get("log_extra"), columns.get("log_metric")
@@ -286,7 +286,7 @@ class StepReward:
 
 
 def image_only_processor(policy_dir: str | Path, *, chat_template: str | None = None) -> Any:
-    """A Qwen2-VL / Qwen2.5-VL processor for an RL policy, without the video processor.
+    """A Qwen2.5-VL processor for an RL policy, without the video processor.
 
     ``AutoProcessor`` insists on the video processor, whose import needs torchvision; this
     processor has only the tokenizer and the torch-free (PIL) image processor, which is all an
