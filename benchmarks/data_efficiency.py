@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from mprm.experiments import evaluate, prepare_synth, train_overrides, train_reward_model
-    from mprm.models.pretrain import PretrainSettings, pretrain_tiny
+    from mprm.experiments.synthetic import evaluate, prepare_synth, train_config, train_reward_model
+    from mprm.experiments.pretrain import PretrainSettings, pretrain_tiny
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             if (seed, name) in done:
                 continue
             run_dir = out / f"seed{seed}" / name.replace("%", "")
-            summary = train_reward_model(train_overrides(
+            summary = train_reward_model(train_config(
                 backbone_dir=backbone, backbone=settings.backbone, data=data, output_dir=run_dir,
                 strategy=strategy, fraction=fraction, alpha=args.alpha, seed=seed, batch_size=args.batch_size,
                 lr=args.lr))

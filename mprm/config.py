@@ -53,6 +53,9 @@ class ModelConfig:
     lora_rank: int = _f(0, "LoRA rank on the language model; 0 = full fine-tuning (the paper's setting)")
     lora_alpha: int = _f(32, "LoRA alpha (used when lora_rank > 0)")
     lora_dropout: float = _f(0.05, "LoRA dropout (used when lora_rank > 0)")
+    dtype: str = _f("auto", "weights' dtype: auto = bf16 under DeepSpeed bf16 (fp32 master weights in its optimiser), "
+                            "else fp32 master weights with bf16 autocast; bfloat16 = pure bf16 training (half the "
+                            "memory outside DeepSpeed); float32", choices=("auto", "bfloat16", "float32"))
     attn_implementation: str = _f("sdpa", "attention kernel", choices=("sdpa", "eager", "flash_attention_2"))
     multi_image: str = _f("canvas", "several images: one canvas (authors' evaluation) or separate",
                           choices=("canvas", "separate"))
@@ -417,6 +420,14 @@ def validate(cfg: Config) -> list[str]:
     for tracker in lg.report_to:
         need(tracker in TRACKERS, f"logging.report_to contains {tracker!r}: choose from {', '.join(TRACKERS)}")
     return p
+
+
+def checked(cfg: Config) -> Config:
+    """``cfg`` after :func:`validate` (a config built in code is checked like a YAML one)."""
+    problems = validate(cfg)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
 
 
 def check_required(cfg: Config) -> None:

@@ -34,6 +34,15 @@ def debug_requested(argv: Sequence[str] | None = None) -> bool:
     return "--debug" in (argv or ())
 
 
+def take_debug_flag(argv: list[str]) -> list[str]:
+    """``argv`` without ``--debug``; when it was there, ``MPRM_DEBUG=1`` for this process (and its
+    children), so every handler below the entry point sees it."""
+    if "--debug" not in argv:
+        return argv
+    os.environ[DEBUG_ENV] = "1"
+    return [a for a in argv if a != "--debug"]
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:

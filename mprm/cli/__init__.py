@@ -2,7 +2,8 @@
 
 Subcommands live in their own modules and are imported only when chosen, so that
 ``mprm select`` never pays for importing torch. Each module defines
-``add_arguments(parser: argparse.ArgumentParser) -> None`` and ``run(args) -> int``.
+``add_arguments(parser: argparse.ArgumentParser) -> None`` and ``run(args) -> int``; a user error
+raised by ``run`` ends as one line and exit 2 (mprm.errors; ``--debug`` anywhere shows the traceback).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from mprm.errors import run_entry, take_debug_flag
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -37,8 +40,10 @@ def _top_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    argv = take_debug_flag(argv)
     top = _top_parser()
     top.add_argument("--version", action="store_true", help="print the version and exit")
+    top.add_argument("--debug", action="store_true", help="show the traceback of a user error (or MPRM_DEBUG=1)")
     if not argv or argv[0] in ("-h", "--help"):
         top.print_help()
         return 0 if argv else 2
@@ -60,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv[1:])
     except SystemExit as exc:  # argparse exits 2 on bad arguments, 0 on --help
         return int(exc.code or 0)
-    return int(module.run(args) or 0)
+    return run_entry(f"mprm {name}", lambda: module.run(args))
 
 
 if __name__ == "__main__":

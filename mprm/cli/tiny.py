@@ -1,7 +1,7 @@
 """``mprm tiny``: write a tiny random backbone checkpoint for tests and the demo.
 
 ``--pretrain`` instead builds a slightly larger tiny backbone with the synthetic domain's words as
-tokens and trains it for a few minutes on image captions (mprm.models.pretrain), so that reward
+tokens and trains it for a few minutes on image captions (mprm.experiments.pretrain), so that reward
 training starts, like a real MPRM, from a backbone that already reads the pictures. The result is
 cached: rerunning with the same settings reuses the folder.
 """
@@ -13,7 +13,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mprm.models.pretrain import PretrainSettings
+    from mprm.experiments.pretrain import PretrainSettings
     from mprm.models.tiny import TINY_BACKBONES
 
     d = PretrainSettings()
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.pretrain:
-        from mprm.models.pretrain import PretrainSettings, pretrain_tiny
+        from mprm.experiments.pretrain import PretrainSettings, pretrain_tiny
 
         settings = PretrainSettings(
             backbone=args.backbone, steps=args.pretrain_steps, batch_size=args.pretrain_batch_size,

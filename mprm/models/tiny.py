@@ -164,7 +164,7 @@ def build_tiny(backbone: str, output_dir: str | Path, *, seed: int = 0, words: S
     32-wide InternViT on 56-px tiles (14-px patches, 4 LM tokens per tile) and a 2-layer qwen2 text
     model. The same seed gives the same weights. ``words`` adds whole-word tokens to the tokenizer
     and ``text_overrides`` changes the text model's shape (``hidden_size``, ``num_hidden_layers``,
-    ...): the demo's pretrained backbone uses both (mprm.models.pretrain). Returns the folder.
+    ...): the demo's pretrained backbone uses both (mprm.experiments.pretrain). Returns the folder.
     """
     if backbone not in TINY_BACKBONES:
         raise ValueError(f"no tiny model for backbone {backbone!r}; choose from {', '.join(TINY_BACKBONES)}")

@@ -1,8 +1,9 @@
 """The training loop (METHOD.md 6): one explicit loop, the same on 1 process, DDP, ZeRO-2, ZeRO-3.
 
-Read top to bottom: set-up (accelerator, data, model, optimiser, resume), then one iteration per
-optimiser step (set the learning rate, run the step's micro batches, log, checkpoint, evaluate),
-then the final model. Distributed details are in strategy.py, data order in sampler.py,
+Read top to bottom: :func:`train` is the recipe, six named steps (run -> data -> model ->
+optimizer -> loop -> save), each a function below; :func:`optimizer_step` is one optimiser step
+(learning rate, the step's micro batches, clipping); :func:`run_loop` logs, checkpoints and
+evaluates around it. Distributed details are in strategy.py, data order in sampler.py,
 checkpoint layout in checkpoint.py.
 """
 
@@ -13,12 +14,14 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from mprm.config import Config, accumulation_steps, check_required, to_yaml
+from mprm.config import Config, ConfigError, accumulation_steps, check_required, to_yaml
 from mprm.train import checkpoint as ckpt
 from mprm.train.data import (
     IGNORE_LABEL,
@@ -75,16 +78,29 @@ def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer
                              eps=t.adam_eps)
 
 
-def _build_model(cfg: Config, strategy: Strategy) -> torch.nn.Module:
+def model_dtype(cfg: Config, strategy: Strategy) -> torch.dtype:
+    """The dtype the model's weights are built in (``model.dtype``).
+
+    ``auto``: bf16 under DeepSpeed with bf16 (DeepSpeed keeps fp32 master weights in its
+    optimiser), else fp32 (master weights; bf16 compute comes from mixed precision autocast).
+    ``bfloat16`` outside DeepSpeed trains pure bf16 (weights, gradients and AdamW states in bf16:
+    half the memory of fp32 master weights; ``train.py --plan`` shows both).
+    """
+    if cfg.model.dtype == "auto":
+        return torch.bfloat16 if strategy.uses_deepspeed and strategy.mixed_precision == "bf16" else torch.float32
+    return getattr(torch, cfg.model.dtype)
+
+
+def build_model(cfg: Config, strategy: Strategy) -> torch.nn.Module:
+    """The reward model of ``cfg.model`` (built partitioned under ZeRO-3 init)."""
     from mprm.models import LoraSettings, build_reward_model
 
     m = cfg.model
     lora = LoraSettings(r=m.lora_rank, alpha=m.lora_alpha, dropout=m.lora_dropout) if m.lora_rank > 0 else None
-    dtype = torch.bfloat16 if strategy.uses_deepspeed and strategy.mixed_precision == "bf16" else torch.float32
     return strategy.build_model(lambda: build_reward_model(
-        m.path, backbone=m.backbone, head=m.head, separator=m.separator, max_length=m.max_length, dtype=dtype,
-        attn_implementation=m.attn_implementation, freeze_vision=m.freeze_vision, lora=lora,
-        gradient_checkpointing=cfg.train.gradient_checkpointing, multi_image=m.multi_image,
+        m.path, backbone=m.backbone, head=m.head, separator=m.separator, max_length=m.max_length,
+        dtype=model_dtype(cfg, strategy), attn_implementation=m.attn_implementation, freeze_vision=m.freeze_vision,
+        lora=lora, gradient_checkpointing=cfg.train.gradient_checkpointing, multi_image=m.multi_image,
         max_tiles=m.max_tiles, min_pixels=m.min_pixels, max_pixels=m.max_pixels))
 
 
@@ -94,116 +110,192 @@ def _check_resume(state: dict[str, Any], cfg: Config, world_size: int, strategy:
         same["world_size"] = world_size
     diff = [f"{k}: checkpoint {state.get(k)!r}, now {v!r}" for k, v in same.items() if state.get(k) != v]
     if diff:
-        raise ValueError(f"cannot resume from {path}: the run changed ({'; '.join(diff)}); "
-                         "resume with the original settings or start a new output_dir (train.resume=none)")
+        raise ConfigError([f"cannot resume from {path}: the run changed ({'; '.join(diff)}); resume with the "
+                           "original settings or start a new output_dir (train.resume=none)"])
 
 
-def train(cfg: Config, *, argv: list[str] | None = None) -> dict[str, Any]:
-    """Run (or resume) one training run; returns the run summary (also OUTPUT_DIR/run_summary.json)."""
+# ---- the recipe's steps: run -> data -> model -> optimizer -> loop -> save ----------------------
+@dataclass
+class Run:
+    """What every step of the recipe shares: the config, the run folder and the strategy."""
+
+    cfg: Config
+    out: Path
+    strategy: Strategy
+    accumulation: int
+
+
+@dataclass
+class TrainData:
+    """The tokenised training table and its batch plan (the resume cursor lives in the plan)."""
+
+    train_file: Path
+    formatter: Any
+    image_root: str
+    cache_dir: Path
+    encoded: Any
+    lengths: np.ndarray
+    n_labelled: np.ndarray
+    plan: BatchPlan
+
+
+@dataclass
+class Progress:
+    """Counters of the run; ``state(step)`` is what a checkpoint records to resume from."""
+
+    cfg: Config
+    plan: BatchPlan
+    world: int
+    step: int = 0
+    samples: int = 0
+    tokens: int = 0
+    wall_before: float = 0.0
+    wall0: float = field(default_factory=time.perf_counter)
+
+    @property
+    def wall_s(self) -> float:
+        return self.wall_before + time.perf_counter() - self.wall0
+
+    def state(self, step: int) -> dict[str, Any]:
+        t, plan = self.cfg.train, self.plan
+        return {"step": step, "cursor": {"optimizer_steps_done": step, "epoch": step // plan.steps_per_epoch},
+                "samples": self.samples, "tokens": self.tokens, "wall_s": self.wall_s,
+                "global_batch_size": t.global_batch_size, "seed": t.seed, "epochs": t.epochs, "world_size": self.world,
+                "total_steps": plan.total_steps,
+                "schedule": {"name": "linear_warmup_cosine", "peak_lr": t.lr, "warmup_ratio": t.warmup_ratio,
+                             "lr_next": lr_at(min(step, plan.total_steps - 1), peak_lr=t.lr,
+                                              total_steps=plan.total_steps, warmup_ratio=t.warmup_ratio)}}
+
+
+def start_run(cfg: Config, argv: list[str] | None) -> Run:
+    """Strategy (before the model: ZeRO-3 init), batch geometry, run_info.json, seeds."""
     from accelerate.utils import set_seed
 
     check_required(cfg)
     t, out = cfg.train, Path(cfg.train.output_dir)
     strategy = Strategy(mixed_precision=t.mixed_precision, log_with=cfg.logging.report_to, project_dir=out)
-    world, rank = strategy.world_size, strategy.rank
-    accumulation = accumulation_steps(t.global_batch_size, t.micro_batch_size, world)
+    accumulation = accumulation_steps(t.global_batch_size, t.micro_batch_size, strategy.world_size)
     strategy.configure_batches(micro_batch_size=t.micro_batch_size, accumulation=accumulation,
                                max_grad_norm=t.max_grad_norm)
     if strategy.is_main:
         write_run_info(out, config_yaml=to_yaml(cfg), argv=list(argv or sys.argv),
-                       extra={"world_size": world, "mode": strategy.mode, "accumulation": accumulation})
+                       extra={"world_size": strategy.world_size, "mode": strategy.mode, "accumulation": accumulation})
     set_seed(t.seed)
+    return Run(cfg=cfg, out=out, strategy=strategy, accumulation=accumulation)
 
-    # -- data: selection, table, cached tokenisation, plan ---------------------------------------
+
+def select_training_file(run: Run) -> Path:
+    """The selection of ``cfg.selection`` written into the run folder (rank 0), then a barrier."""
+    cfg = run.cfg
     train_file = resolve_training_file(
-        train=cfg.data.train, output_dir=out, strategy=cfg.selection.strategy, fraction=cfg.selection.fraction,
+        train=cfg.data.train, output_dir=run.out, strategy=cfg.selection.strategy, fraction=cfg.selection.fraction,
         alpha=cfg.selection.alpha, seed=cfg.selection.seed, per_source=cfg.selection.per_source,
         label_threshold=cfg.data.label_threshold, soft_labels=cfg.data.soft_labels,
-        unannotated=cfg.data.unannotated, lenient=cfg.data.lenient, is_main=strategy.is_main)
-    strategy.barrier()
-    model = _build_model(cfg, strategy)
-    formatter = model.formatter
+        unannotated=cfg.data.unannotated, lenient=cfg.data.lenient, is_main=run.strategy.is_main)
+    run.strategy.barrier()
+    return train_file
+
+
+def prepare_data(run: Run, formatter: Any, train_file: Path) -> TrainData:
+    """Memory-mapped table, cached tokenisation (rank 0 first), batch plan; data_summary.json."""
+    cfg, strategy, t = run.cfg, run.strategy, run.cfg.train
     image_root = cfg.data.image_root or str(train_file.parent)
-    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
-    with strategy.accelerator.main_process_first():
+    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run.out / "cache"
+    with strategy.main_process_first():
         table = load_table(train_file, threshold=cfg.data.label_threshold, soft=cfg.data.soft_labels,
                            cache_dir=cache_dir)
         encoded = encode_table(table, formatter, image_root=image_root, cache_dir=cache_dir,
                                show_progress=strategy.is_main)
     lengths, n_labelled = column(encoded, "length"), column(encoded, "n_labelled")
     plan = BatchPlan(lengths, global_batch_size=t.global_batch_size, micro_batch_size=t.micro_batch_size,
-                     world_size=world, seed=t.seed, epochs=t.epochs, max_steps=t.max_steps,
+                     world_size=strategy.world_size, seed=t.seed, epochs=t.epochs, max_steps=t.max_steps,
                      group_by_length=cfg.data.group_by_length)
+    if strategy.is_main:
+        summary = counts_summary(lengths, n_labelled, column(encoded, "n_steps_cut"))
+        (run.out / "data_summary.json").write_text(json.dumps(
+            {**summary, "train_file": str(train_file), "total_steps": plan.total_steps,
+             "warmup_steps": warmup_steps(plan.total_steps, t.warmup_ratio), "accumulation": run.accumulation},
+            indent=1))
+    return TrainData(train_file, formatter, image_root, cache_dir, encoded, lengths, n_labelled, plan)
 
-    # -- optimiser, wrapping, resume ---------------------------------------------------------------
-    optimizer = make_optimizer(model, cfg)
-    model, optimizer = strategy.prepare(model, optimizer)
-    start_step, samples_done, tokens_done, wall_before = 0, 0, 0, 0.0
-    resume_from = ckpt.resolve_resume(t.resume, out)
+
+def prepare_optimizer(run: Run, model: torch.nn.Module, data: TrainData) -> tuple[Any, Any, Progress]:
+    """AdamW, wrapping by the strategy, and the resumed counters (``train.resume``)."""
+    cfg, strategy = run.cfg, run.strategy
+    model, optimizer = strategy.prepare(model, make_optimizer(model, cfg))
+    progress = Progress(cfg=cfg, plan=data.plan, world=strategy.world_size)
+    resume_from = ckpt.resolve_resume(cfg.train.resume, run.out)
     if resume_from is not None:
         state = ckpt.load_checkpoint(strategy, resume_from)
-        _check_resume(state, cfg, world, strategy, resume_from)
-        start_step, samples_done, tokens_done = state["step"], state["samples"], state["tokens"]
-        wall_before = float(state.get("wall_s", 0.0))
-    loader = make_loader(EncodedExamples(encoded, formatter, image_root),
-                         RankBatchSampler(plan, rank, start_step), num_workers=cfg.data.num_workers, seed=t.seed)
-    trackers = strategy.is_main and bool([r for r in cfg.logging.report_to if r != "none"])
+        _check_resume(state, cfg, strategy.world_size, strategy, resume_from)
+        progress.step, progress.samples, progress.tokens = state["step"], state["samples"], state["tokens"]
+        progress.wall_before = float(state.get("wall_s", 0.0))
+    return model, optimizer, progress
+
+
+def open_log(run: Run, data: TrainData, progress: Progress) -> RunLog:
+    """metrics.jsonl, the progress bar and the trackers (rank 0)."""
+    cfg, strategy = run.cfg, run.strategy
+    trackers = strategy.is_main and any(r != "none" for r in cfg.logging.report_to)
     if trackers:
-        strategy.accelerator.init_trackers(cfg.logging.project, config=_flat(cfg.to_dict()),
-                                           init_kwargs={"wandb": {"name": cfg.logging.run_name or out.name}})
-    log = RunLog(out, accelerator=strategy.accelerator, is_main=strategy.is_main, total_steps=plan.total_steps,
-                 start_step=start_step, progress_bar=cfg.logging.progress_bar, trackers=trackers)
-    if strategy.is_main:
-        data_info = counts_summary(lengths, n_labelled, column(encoded, "n_steps_cut"))
-        (out / "data_summary.json").write_text(json.dumps(
-            {**data_info, "train_file": str(train_file), "total_steps": plan.total_steps,
-             "warmup_steps": warmup_steps(plan.total_steps, t.warmup_ratio), "accumulation": accumulation}, indent=1))
+        strategy.init_trackers(cfg.logging.project, config=_flat(cfg.to_dict()),
+                               run_name=cfg.logging.run_name or run.out.name)
+    return RunLog(run.out, is_main=strategy.is_main, total_steps=data.plan.total_steps, start_step=progress.step,
+                  progress_bar=cfg.logging.progress_bar, tracker=strategy.log if trackers else None)
 
-    def trainer_state(step: int) -> dict[str, Any]:
-        return {"step": step, "cursor": {"optimizer_steps_done": step, "epoch": step // plan.steps_per_epoch},
-                "samples": samples_done, "tokens": tokens_done, "wall_s": wall_before + time.perf_counter() - wall0,
-                "global_batch_size": t.global_batch_size,
-                "seed": t.seed, "epochs": t.epochs, "world_size": world, "total_steps": plan.total_steps,
-                "schedule": {"name": "linear_warmup_cosine", "peak_lr": t.lr, "warmup_ratio": t.warmup_ratio,
-                             "lr_next": lr_at(min(step, plan.total_steps - 1), peak_lr=t.lr,
-                                              total_steps=plan.total_steps, warmup_ratio=t.warmup_ratio)}}
 
-    # -- the loop: one iteration per optimiser step ------------------------------------------------
+def optimizer_step(run: Run, model: Any, optimizer: Any, data: TrainData, batches: Any, step: int
+                   ) -> tuple[torch.Tensor, float, float]:
+    """One optimiser step over its micro batches; returns (loss sum, labelled, correct) of this
+    rank, the gradient norm and the learning rate."""
+    cfg, strategy, t = run.cfg, run.strategy, run.cfg.train
+    lr = lr_at(step, peak_lr=t.lr, total_steps=data.plan.total_steps, warmup_ratio=t.warmup_ratio)
+    strategy.set_lr(optimizer, lr)
+    step_total = data.plan.step_total(step, data.n_labelled)
+    expected = data.n_labelled[data.plan.step_micro_batches(step)[:, strategy.rank]].sum(axis=-1)
+    stats = torch.zeros(3, dtype=torch.float64, device=strategy.device)  # loss sum, labelled, correct
+    grad_norm = float("nan")
+    for slot in range(run.accumulation):
+        batch = next(batches)
+        mask = batch["prm_labels"] != IGNORE_LABEL
+        if int(mask.sum()) != int(expected[slot]):
+            raise RuntimeError(f"step {step} slot {slot}: the batch holds {int(mask.sum())} labelled steps, the "
+                               f"cached table says {int(expected[slot])}; delete {data.cache_dir} and rerun")
+        batch = {k: v.to(strategy.device, non_blocking=True) for k, v in batch.items()}
+        mask = mask.to(strategy.device)
+        with strategy.micro_step(model):
+            outputs = model(**batch)
+            loss = micro_batch_loss(outputs.loss_sum, outputs.n_labelled, mode=t.loss_normalization,
+                                    step_total=step_total, world_size=strategy.world_size,
+                                    accumulation=run.accumulation)
+            strategy.backward(loss)
+            if strategy.is_step_boundary:
+                grad_norm = strategy.clip_and_step(model, optimizer, t.max_grad_norm)
+        with torch.no_grad():
+            labels = batch["prm_labels"][mask]
+            right = ((outputs.scores[mask] >= 0.5) == (labels >= 0.5)).sum()
+            stats += torch.stack([outputs.loss_sum.detach().double(), outputs.n_labelled.double(), right.double()])
+    if not strategy.is_step_boundary:
+        raise RuntimeError(f"step {step}: accumulation ended off the optimiser-step boundary")
+    return stats, grad_norm, lr
+
+
+def run_loop(run: Run, model: Any, optimizer: Any, data: TrainData, progress: Progress, log: RunLog) -> None:
+    """One iteration per optimiser step: step, log, checkpoint, evaluate on the dev split."""
+    cfg, strategy, t, plan = run.cfg, run.strategy, run.cfg.train, data.plan
+    loader = make_loader(EncodedExamples(data.encoded, data.formatter, data.image_root),
+                         RankBatchSampler(plan, strategy.rank, progress.step), num_workers=cfg.data.num_workers,
+                         seed=t.seed)
     model.train()
     batches = iter(loader)
-    wall0 = interval_start = time.perf_counter()
+    progress.wall0 = interval_start = time.perf_counter()
     interval_samples = interval_tokens = 0
     shown_loss = float("nan")
-    for step in range(start_step, plan.total_steps):
-        lr = lr_at(step, peak_lr=t.lr, total_steps=plan.total_steps, warmup_ratio=t.warmup_ratio)
-        strategy.set_lr(optimizer, lr)
-        step_total = plan.step_total(step, n_labelled)
-        expected = n_labelled[plan.step_micro_batches(step)[:, rank]].sum(axis=-1)
-        stats = torch.zeros(3, dtype=torch.float64, device=strategy.device)  # loss sum, labelled, correct
-        grad_norm = float("nan")
-        for slot in range(accumulation):
-            batch = next(batches)
-            mask = batch["prm_labels"] != IGNORE_LABEL
-            if int(mask.sum()) != int(expected[slot]):
-                raise RuntimeError(f"step {step} slot {slot}: the batch holds {int(mask.sum())} labelled steps, the "
-                                   f"cached table says {int(expected[slot])}; delete {cache_dir} and rerun")
-            batch = {k: v.to(strategy.device, non_blocking=True) for k, v in batch.items()}
-            with strategy.micro_step(model):
-                outputs = model(**batch)
-                loss = micro_batch_loss(outputs.loss_sum, outputs.n_labelled, mode=t.loss_normalization,
-                                        step_total=step_total, world_size=world, accumulation=accumulation)
-                strategy.backward(loss)
-                if strategy.is_step_boundary:
-                    grad_norm = strategy.clip_and_step(model, optimizer, t.max_grad_norm)
-            with torch.no_grad():
-                labels = batch["prm_labels"][mask.to(strategy.device)]
-                right = ((outputs.scores[mask.to(strategy.device)] >= 0.5) == (labels >= 0.5)).sum()
-                stats += torch.stack([outputs.loss_sum.detach().double(), outputs.n_labelled.double(), right.double()])
-        if not strategy.is_step_boundary:
-            raise RuntimeError(f"step {step}: accumulation ended off the optimiser-step boundary")
+    for step in range(progress.step, plan.total_steps):
+        stats, grad_norm, lr = optimizer_step(run, model, optimizer, data, batches, step)
         real, padded = plan.padding(step)
-        samples_done += t.global_batch_size
-        tokens_done += real
+        progress.samples += t.global_batch_size
+        progress.tokens += real
         interval_samples += t.global_batch_size
         interval_tokens += real
         done = step + 1
@@ -215,19 +307,22 @@ def train(cfg: Config, *, argv: list[str] | None = None) -> dict[str, Any]:
             log.log({"step": done, "loss": shown_loss, "accuracy": correct / max(n_lab, 1),
                      "lr": lr, "grad_norm": grad_norm, "labelled_steps": int(n_lab),
                      "samples_per_s": interval_samples / seconds, "tokens_per_s": interval_tokens / seconds,
-                     "padding_ratio": 1.0 - real / padded, "samples": samples_done, "tokens": tokens_done,
-                     "wall_s": wall_before + now - wall0})
+                     "padding_ratio": 1.0 - real / padded, "samples": progress.samples, "tokens": progress.tokens,
+                     "wall_s": progress.wall_s})
             interval_samples = interval_tokens = 0
         log.progress(1, loss=shown_loss, lr=lr)
         if (t.save_every and done % t.save_every == 0) or done == plan.total_steps:
-            ckpt.save_checkpoint(strategy, model, output_dir=out, step=done, trainer_state=trainer_state(done),
+            ckpt.save_checkpoint(strategy, model, output_dir=run.out, step=done, trainer_state=progress.state(done),
                                  keep_last=t.keep_last, keep_models=t.keep_models)
         if t.eval_every and (done % t.eval_every == 0 or done == plan.total_steps):
-            dev = evaluate_dev(strategy.unwrap(model), cfg, image_root=cfg.eval.image_root or image_root)
+            dev = evaluate_dev(strategy.unwrap(model), cfg, image_root=cfg.eval.image_root or data.image_root)
             log.log({"step": done, **{f"dev/{k}": v for k, v in dev.items()}})
 
-    # -- the final model ---------------------------------------------------------------------------
-    run_wall = time.perf_counter() - wall0
+
+def save_final(run: Run, model: Any, data: TrainData, progress: Progress, start_step: int) -> dict[str, Any]:
+    """``OUTPUT_DIR/final`` (written to ``final.tmp``, then renamed) and run_summary.json."""
+    strategy, out = run.strategy, run.out
+    run_wall = time.perf_counter() - progress.wall0
     final, tmp = out / "final", out / "final.tmp"
     if strategy.is_main and tmp.exists():
         shutil.rmtree(tmp)
@@ -237,17 +332,31 @@ def train(cfg: Config, *, argv: list[str] | None = None) -> dict[str, Any]:
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    summary = {"optimizer_steps": plan.total_steps, "steps_this_session": plan.total_steps - start_step,
-               "samples": samples_done, "tokens": tokens_done, "wall_s": wall_before + run_wall,
-               "wall_s_this_session": run_wall,
-               "world_size": world, "mode": strategy.mode, "device_type": strategy.device.type,
-               "device_count": world if strategy.device.type == "cuda" else 0,
+    world = strategy.world_size
+    summary = {"optimizer_steps": data.plan.total_steps, "steps_this_session": data.plan.total_steps - start_step,
+               "samples": progress.samples, "tokens": progress.tokens, "wall_s": progress.wall_before + run_wall,
+               "wall_s_this_session": run_wall, "world_size": world, "mode": strategy.mode,
+               "device_type": strategy.device.type, "device_count": world if strategy.device.type == "cuda" else 0,
                "num_processes": world, "final_model": str(final)}
     if strategy.is_main:
         (out / "run_summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def train(cfg: Config, *, argv: list[str] | None = None) -> dict[str, Any]:
+    """Run (or resume) one training run; returns the run summary (also OUTPUT_DIR/run_summary.json)."""
+    run = start_run(cfg, argv)
+    train_file = select_training_file(run)
+    model = build_model(cfg, run.strategy)
+    data = prepare_data(run, model.formatter, train_file)
+    model, optimizer, progress = prepare_optimizer(run, model, data)
+    start_step = progress.step
+    log = open_log(run, data, progress)
+    run_loop(run, model, optimizer, data, progress, log)
+    summary = save_final(run, model, data, progress, start_step)
     log.close()
-    strategy.barrier()
-    strategy.end()
+    run.strategy.barrier()
+    run.strategy.end()
     return summary
 
 
@@ -262,4 +371,4 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-__all__ = ["train", "micro_batch_loss", "make_optimizer"]
+__all__ = ["build_model", "make_optimizer", "micro_batch_loss", "model_dtype", "train"]

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tqdm import tqdm
 
@@ -76,9 +76,10 @@ def truncate_metrics(path: Path, last_step: int) -> None:
 class RunLog:
     """Rank-0 writer of metrics.jsonl, trackers and the progress bar (no-op on other ranks)."""
 
-    def __init__(self, output_dir: Path, *, accelerator: Any, is_main: bool, total_steps: int, start_step: int,
-                 progress_bar: bool, trackers: bool) -> None:
-        self.is_main, self.accelerator, self.trackers = is_main, accelerator, trackers
+    def __init__(self, output_dir: Path, *, is_main: bool, total_steps: int, start_step: int, progress_bar: bool,
+                 tracker: Callable[..., None] | None = None) -> None:
+        """``tracker(values, step=N)``: where numbers also go (``Strategy.log``), or None."""
+        self.is_main, self.tracker = is_main, tracker
         self.path = output_dir / "metrics.jsonl"
         self.bar = None
         if not is_main:
@@ -94,9 +95,9 @@ class RunLog:
             return
         self.fh.write(json.dumps(row, sort_keys=True) + "\n")
         self.fh.flush()
-        if self.trackers:
-            self.accelerator.log({k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))},
-                                 step=int(row["step"]))
+        if self.tracker is not None:
+            self.tracker({k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))},
+                         step=int(row["step"]))
 
     def progress(self, steps: int, **shown: float) -> None:
         if self.bar is not None:

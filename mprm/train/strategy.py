@@ -142,6 +142,21 @@ class Strategy:
     def unwrap(self, model: Any) -> torch.nn.Module:
         return self.accelerator.unwrap_model(model)
 
+    @contextmanager
+    def main_process_first(self) -> Iterator[None]:
+        """Rank 0 runs the block first (e.g. writes a cache), the others after it (and read it)."""
+        with self.accelerator.main_process_first():
+            yield
+
+    # -- trackers ----------------------------------------------------------------------------
+    def init_trackers(self, project: str, *, config: dict[str, Any], run_name: str) -> None:
+        """Start the configured trackers (TensorBoard, W&B) on rank 0."""
+        self.accelerator.init_trackers(project, config=config, init_kwargs={"wandb": {"name": run_name}})
+
+    def log(self, values: dict[str, float], *, step: int) -> None:
+        """Send numbers to the trackers (rank 0)."""
+        self.accelerator.log(values, step=step)
+
     # -- one micro batch ---------------------------------------------------------------------
     @contextmanager
     def micro_step(self, model: Any) -> Iterator[None]:

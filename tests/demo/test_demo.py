@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mprm.models.pretrain import RECIPE_VERSION, PretrainSettings, domain_words, is_cached, pretrain_tiny
+from mprm.experiments.pretrain import RECIPE_VERSION, PretrainSettings, domain_words, is_cached, pretrain_tiny
 from mprm.models.tiny import build_tiny, word_merges
 
 
@@ -93,7 +93,7 @@ def test_demo_runs_end_to_end_at_a_small_size(tmp_path, repo_root):
 
 
 def test_prepare_synth_holds_out_every_third_benchmark_item(tmp_path):
-    from mprm.experiments import prepare_synth
+    from mprm.experiments.synthetic import prepare_synth
 
     split = prepare_synth(tmp_path / "synth", sources=1, rollouts=4, benchmark_items=7, seed=0)
     ids = [json.loads(ln)["id"] for ln in (split.data / "benchmark" / "test.jsonl").open()]

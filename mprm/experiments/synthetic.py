@@ -1,15 +1,17 @@
 """Small end-to-end experiments on synthetic data: the demo and the CPU-scale data-efficiency study.
 
-Each step goes through the real entry points' code: ``mprm.data.synth.generate`` (``mprm synth``),
-``mprm.train.loop.train`` (``train.py``, which runs ``mprm select``) and
-``mprm.eval.pipeline.evaluate_model`` (``eval.py``).
+Each step goes through the real entry points' libraries: ``mprm.data.synth.generate`` (``mprm synth``),
+``mprm.train.loop.train`` (``train.py``, which selects with ``mprm.data.select_corpus``) and
+``mprm.eval`` (``eval.py``), with typed configs built here (no command-line strings).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from mprm.config import Config, checked
 from mprm.data.synth import NoiseSettings, generate
 
 
@@ -35,28 +37,28 @@ def prepare_synth(out: Path, *, sources: int, rollouts: int, benchmark_items: in
     return SynthSplit(out, dev, test, n_dev, len(lines) - n_dev)
 
 
-def train_overrides(*, backbone_dir: Path, backbone: str, data: Path, output_dir: Path, strategy: str,
-                    fraction: float, alpha: float = 0.05, seed: int = 0, batch_size: int = 16, lr: float = 1e-3,
-                    epochs: int = 1, head: str = "yes_no") -> list[str]:
-    """``train.py`` overrides for a one-process CPU run on a synthetic corpus (no intermediate checkpoints)."""
-    return [
-        f"model.path={backbone_dir}", f"model.backbone={backbone}", f"model.head={head}",
-        "model.max_length=1024",
-        f"data.train={data / 'annotations'}", f"data.image_root={data}", "data.num_workers=0",
-        f"selection.strategy={strategy}", f"selection.fraction={fraction}", f"selection.alpha={alpha}",
-        f"selection.seed={seed}", f"train.output_dir={output_dir}", f"train.global_batch_size={batch_size}",
-        f"train.micro_batch_size={batch_size}", f"train.lr={lr}", f"train.epochs={epochs}",
-        "train.save_every=1000000", "train.keep_last=1", "train.resume=none", f"train.seed={seed}",
-        "logging.report_to=[none]",
-    ]
+def train_config(*, backbone_dir: Path, backbone: str, data: Path, output_dir: Path, strategy: str,
+                 fraction: float, alpha: float = 0.05, seed: int = 0, batch_size: int = 16, lr: float = 1e-3,
+                 epochs: int = 1, head: str = "yes_no") -> Config:
+    """The training config of a one-process CPU run on a synthetic corpus: the paper's recipe
+    (METHOD.md 6) scaled down, no intermediate checkpoints. Validated like a YAML config."""
+    cfg = Config()
+    cfg.model.path, cfg.model.backbone, cfg.model.head, cfg.model.max_length = str(backbone_dir), backbone, head, 1024
+    cfg.data.train, cfg.data.image_root, cfg.data.num_workers = str(data / "annotations"), str(data), 0
+    cfg.selection.strategy, cfg.selection.fraction = strategy, fraction
+    cfg.selection.alpha, cfg.selection.seed = alpha, seed
+    t = cfg.train
+    t.output_dir, t.global_batch_size, t.micro_batch_size = str(output_dir), batch_size, batch_size
+    t.lr, t.epochs, t.save_every, t.keep_last, t.resume, t.seed = lr, epochs, 1_000_000, 1, "none", seed
+    cfg.logging.report_to = ["none"]
+    return checked(cfg)
 
 
-def train_reward_model(overrides: list[str]) -> dict[str, Any]:
-    """Run train.py's loop in this process with ``overrides``; returns its run summary."""
-    from mprm.config import load_config
+def train_reward_model(cfg: Config) -> dict[str, Any]:
+    """Run train.py's recipe in this process; returns its run summary."""
     from mprm.train.loop import train
 
-    return train(load_config(None, overrides), argv=["train.py", *overrides])
+    return train(cfg, argv=list(sys.argv))
 
 
 def evaluate(model_dir: Path, test: Path, data: Path, out: Path, dev: Path) -> dict[str, Any]:
