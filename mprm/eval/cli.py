@@ -1,12 +1,14 @@
-"""Command line of ``eval.py`` (also usable as an ``mprm`` subcommand: add_arguments / run).
+"""Command line of ``eval.py`` and ``mprm eval``: parse, build the settings once, call the library.
 
 Four modes, chosen by the flags given (docs/evaluation.md):
 
-* ``--model DIR --benchmark FILE --image-root DIR``: score a benchmark and compute its metrics;
+* ``--model M --benchmark FILE --image-root DIR``: score a benchmark and compute its metrics;
 * ``--predictions FILE``: metrics from a predictions file only (no model, no torch import);
 * ``--checkpoints RUN_DIR --benchmark FILE --image-root DIR``: every checkpoint of a run, a curve;
-* ``--bon FILE --model DIR --image-root DIR``: Best-of-N reranking.
+* ``--bon FILE --model M --image-root DIR``: Best-of-N reranking.
 
+Every user error ends as exit code 2 and one line ``PROG: error: FILE[:LINE]: what: how to fix``
+(:func:`mprm.errors.run_entry`); ``--debug`` or ``MPRM_DEBUG=1`` shows the traceback instead.
 Modules that import torch are imported only in the modes that score with a model.
 """
 
@@ -16,6 +18,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
+
+from mprm.errors import UserError, run_entry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--checkpoints", type=Path, metavar="RUN_DIR",
                       help="evaluate RUN_DIR/checkpoints/step-N/ and RUN_DIR/final on --benchmark")
     mode.add_argument("--bon", type=Path, help="Best-of-N file: rerank candidates (needs --model)")
-    parser.add_argument("--model", type=Path, help="reward-model folder (what save_pretrained wrote)")
+    parser.add_argument("--model", metavar="MODEL",
+                        help="a saved reward model folder (mprm_config.json), or a base checkpoint folder or hub "
+                             "id, evaluated zero-shot (a fresh <prm> head, no reward training)")
+    parser.add_argument("--backbone", default=None,
+                        help="zero-shot only: backbone family of a base checkpoint (default: from its config.json)")
+    parser.add_argument("--head", default=None, help="zero-shot only: step head (default yes_no, the paper's)")
     parser.add_argument("--image-root", type=Path, help="folder the items' image paths are relative to")
     parser.add_argument("--output", type=Path, required=True, help="output folder")
     parser.add_argument("--batch-size", type=int, default=8, help="items per forward pass (default 8)")
@@ -35,43 +45,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out labelled file to choose the 'dev' threshold on: a predictions.jsonl, "
                              "or a benchmark file scored with --model")
     parser.add_argument("--resume", action="store_true",
-                        help="continue a killed run: keep OUT/predictions.jsonl and score only missing items")
+                        help="continue a killed run: keep the rows already in OUT and score only missing items")
     parser.add_argument("--skip-missing-images", action="store_true",
                         help="leave out items whose image is missing (counted in the output) instead of failing")
     parser.add_argument("--max-length", type=int, default=None,
-                        help="token limit per item, overriding the one saved with the model; a step cut "
-                             "by the limit is an error (every step must be scored)")
+                        help="token limit per item, overriding the one saved with the model")
+    parser.add_argument("--strict-length", action="store_true",
+                        help="a step cut by the token limit is an error (default: left out of the metrics, counted "
+                             "in metrics.json and metrics.md, with a warning)")
+    parser.add_argument("--device", default=None,
+                        help="device to score on, e.g. cpu or cuda:1 (default: this process's device)")
     parser.add_argument("--aggregate", choices=("mean", "min", "last"), default="mean",
                         help="Best-of-N: how a candidate's step scores combine (default mean, METHOD.md 7)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also MPRM_DEBUG=1)")
+    parser.set_defaults(prog=parser.prog)
 
 
-def _check(args: argparse.Namespace) -> str | None:
-    """The error message for an inconsistent flag combination, or None."""
+def _mode(args: argparse.Namespace) -> str:
+    """The chosen mode; a UserError for an inconsistent flag combination."""
     modes = [m for m in ("benchmark", "predictions", "checkpoints", "bon") if getattr(args, m) is not None]
     if args.checkpoints is not None and args.benchmark is not None:
         modes.remove("benchmark")
     if len(modes) != 1:
-        return "give exactly one of --benchmark (with --model), --predictions, --checkpoints, --bon"
+        raise UserError("give exactly one of --benchmark (with --model), --predictions, --checkpoints, --bon")
     mode = modes[0]
-    if args.max_length is not None and args.max_length < 1:
-        return f"--max-length must be >= 1, got {args.max_length}"
-    if args.batch_size < 1:
-        return f"--batch-size must be >= 1, got {args.batch_size}"
     if mode in ("benchmark", "bon") and args.model is None:
-        return f"--{mode} needs --model"
+        raise UserError(f"--{mode} needs --model")
     if mode == "checkpoints" and args.benchmark is None:
-        return "--checkpoints needs --benchmark"
+        raise UserError("--checkpoints needs --benchmark")
     if mode != "predictions" and args.image_root is None:
-        return f"--{mode} needs --image-root"
+        raise UserError(f"--{mode} needs --image-root")
     if mode == "checkpoints" and args.model is not None:
-        return "--checkpoints evaluates the models found in RUN_DIR: --model does not apply"
+        raise UserError("--checkpoints evaluates the models found in RUN_DIR: --model does not apply")
     if mode == "bon" and args.dev is not None:
-        return "--dev chooses a step threshold; Best-of-N needs none"
+        raise UserError("--dev chooses a step threshold; Best-of-N needs none")
     if mode == "predictions" and (args.model is not None or args.resume):
-        return "--predictions computes metrics only: --model and --resume do not apply"
-    if mode in ("predictions", "benchmark", "checkpoints") and not 0.0 <= args.threshold <= 1.0:
-        return f"--threshold must lie in [0, 1], got {args.threshold}"
-    return None
+        raise UserError("--predictions computes metrics only: --model and --resume do not apply")
+    if (args.backbone is not None or args.head is not None) and args.model is None:
+        raise UserError("--backbone and --head describe the base checkpoint given as --model")
+    return mode
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """The one :class:`EvalSettings` of this command (its checks raise UserError)."""
+    from mprm.eval.settings import EvalSettings
+
+    return EvalSettings(image_root=args.image_root, batch_size=args.batch_size, max_length=args.max_length,
+                        threshold=args.threshold, resume=args.resume, skip_missing_images=args.skip_missing_images,
+                        strict_length=args.strict_length, device=args.device)
 
 
 def _summary(metrics: dict) -> str:
@@ -80,40 +101,40 @@ def _summary(metrics: dict) -> str:
         m = metrics["results"].get(kind)
         if m is not None and m["overall"] is not None:
             parts.append(f"{kind} (t={metrics['thresholds'][kind]:.4f}) {100 * m['overall']:.2f}")
-    return "overall macro-F1: " + ", ".join(parts)
+    zero_shot = " (zero-shot)" if (metrics.get("model") or {}).get("zero_shot") else ""
+    return f"overall macro-F1{zero_shot}: " + ", ".join(parts)
 
 
-def run(args: argparse.Namespace) -> int:
-    problem = _check(args)
-    if problem:
-        print(f"eval: error: {problem}", file=sys.stderr)
-        return 2
+def _warn_cut(prog: str, metrics: dict) -> None:
+    cut = metrics.get("cut") or {}
+    count = cut.get("count", 0) + ((cut.get("dev") or {}).get("count", 0))
+    if count:
+        items = len(cut.get("items", [])) + len((cut.get("dev") or {}).get("items", []))
+        print(f"{prog}: warning: {count} step(s) of {items} item(s) were cut by the token limit and left out of the "
+              f"metrics (metrics.json 'cut'); raise --max-length to score them, or pass --strict-length to stop "
+              f"on them", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    mode = _mode(args)
+    settings = settings_from_args(args)
     out: Path = args.output
-    if args.predictions is not None:
+    prog = getattr(args, "prog", "eval.py")
+    if mode == "predictions":
         from mprm.eval.pipeline import evaluate_predictions
 
-        metrics = evaluate_predictions(args.predictions, out, threshold=args.threshold, dev=args.dev)
+        metrics = evaluate_predictions(args.predictions, out, threshold=settings.threshold, dev=args.dev)
+        _warn_cut(prog, metrics)
         print(_summary(metrics))
         print(f"wrote {out / 'metrics.json'} and {out / 'metrics.md'}")
         return 0
-    if args.bon is not None:
-        from mprm.eval.bon import evaluate_bon
+    from mprm.eval.loading import LazyModel
 
-        result = evaluate_bon(args.bon, args.model, args.image_root, out, aggregate=args.aggregate,
-                              batch_size=args.batch_size, resume=args.resume,
-                              skip_missing_images=args.skip_missing_images, max_length=args.max_length)
-        if result is not None:
-            o = result["overall"]
-            print(f"Best-of-N ({result['aggregate']}): reranked {100 * o['reranked']:.2f}, first "
-                  f"{100 * o['first']:.2f}, random {100 * o['random']:.2f}, oracle {100 * o['oracle']:.2f}")
-            print(f"wrote {out / 'bon.json'} and {out / 'bon.md'}")
-        return 0
-    if args.checkpoints is not None:
+    if mode == "checkpoints":
         from mprm.eval.curves import evaluate_checkpoints
 
-        summary = evaluate_checkpoints(args.checkpoints, args.benchmark, args.image_root, out,
-                                       batch_size=args.batch_size, threshold=args.threshold, dev=args.dev,
-                                       skip_missing_images=args.skip_missing_images, max_length=args.max_length)
+        settings.require_image_root("--checkpoints")
+        summary = evaluate_checkpoints(args.checkpoints, args.benchmark, out, settings, dev=args.dev)
         if summary is not None:
             for kind, b in summary["best"].items():
                 print(f"best ({kind} threshold): {b['name']} (step {b['step']}) overall {100 * b['overall']:.2f}")
@@ -122,17 +143,37 @@ def run(args: argparse.Namespace) -> int:
                   f"{json.dumps(None if f['overall']['fixed'] is None else round(100 * f['overall']['fixed'], 2))}")
             print(f"wrote {out / 'curve.json'} and {out / 'curve.png'}")
         return 0
-    from mprm.eval.pipeline import evaluate_model
+    model = LazyModel.from_spec(args.model, settings, backbone=args.backbone, head=args.head)
+    if mode == "bon":
+        from mprm.eval.bon import evaluate_bon
+        from mprm.eval.files import require_file
 
-    metrics = evaluate_model(args.model, args.benchmark, args.image_root, out, batch_size=args.batch_size,
-                             threshold=args.threshold, dev=args.dev, resume=args.resume,
-                             skip_missing_images=args.skip_missing_images, max_length=args.max_length)
+        # evaluate_bon still takes keywords (mprm/eval/bon.py is being changed elsewhere); the model object
+        # goes through its model_dir argument to mprm.eval.runner.score_items, which accepts it.
+        result = evaluate_bon(require_file(args.bon, "--bon"), model, settings.require_image_root("--bon"), out,
+                              aggregate=args.aggregate, batch_size=settings.batch_size, resume=settings.resume,
+                              skip_missing_images=settings.skip_missing_images, max_length=settings.max_length)
+        if result is not None:
+            o = result["overall"]
+            print(f"Best-of-N ({result['aggregate']}): reranked {100 * o['reranked']:.2f}, first "
+                  f"{100 * o['first']:.2f}, random {100 * o['random']:.2f}, oracle {100 * o['oracle']:.2f}")
+            print(f"wrote {out / 'bon.json'} and {out / 'bon.md'}")
+        return 0
+    from mprm.eval.pipeline import evaluate_benchmark
+
+    metrics = evaluate_benchmark(model, args.benchmark, out, settings, dev=args.dev)
     if metrics is not None:
+        _warn_cut(prog, metrics)
         print(_summary(metrics))
         if "skipped" in metrics:
             print(f"skipped {metrics['skipped']['count']} item(s) with missing images")
         print(f"wrote {out / 'predictions.jsonl'}, {out / 'metrics.json'} and {out / 'metrics.md'}")
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command under the error convention (exit 2 and one line for a user error)."""
+    return run_entry(getattr(args, "prog", "eval.py"), lambda: _run(args), ["--debug"] if args.debug else [])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,19 +5,26 @@ and ``final/``; the reward model of each is either the folder itself or its ``mo
 Each is evaluated into ``OUT/<name>/`` with resume on, so a rerun only scores what is missing.
 ``curve.json`` lists overall macro-F1 (fixed, dev, oracle thresholds) against the optimiser step
 and names the best checkpoint under each threshold kind and the final one; ``curve.png`` plots it.
+Both are written atomically after the last checkpoint, and a run first removes the ones an earlier
+run left, so a curve on disk always covers every checkpoint of a finished run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 from typing import Any
 
+from mprm.errors import UserError
+from mprm.eval.files import atomic_target, atomic_write_text, prepare_output_dir, remove_files
+from mprm.eval.loading import MODEL_MARKER
+from mprm.eval.settings import EvalSettings
 from mprm.eval.tables import KINDS
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
-MODEL_MARKER = "mprm_config.json"
+CURVE_FILES = ("curve.json", "curve.png")
 STEP_KEYS = ("step", "optimizer_step", "global_step")
 
 
@@ -46,9 +53,11 @@ def _final_step(final: Path) -> int | None:
 def find_checkpoints(run_dir: str | Path) -> list[dict[str, Any]]:
     """[{name, step, path (model folder), final}] for every ``step-N`` (by step) then ``final``.
 
-    Raises FileNotFoundError when the run folder has neither.
+    Raises UserError when the run folder does not exist or has neither.
     """
     run = Path(run_dir)
+    if not run.is_dir():
+        raise UserError(f"{run}: no such run folder (--checkpoints): check the path")
     found = []
     ckpts = run / "checkpoints"
     if ckpts.is_dir():
@@ -64,7 +73,8 @@ def find_checkpoints(run_dir: str | Path) -> list[dict[str, Any]]:
             step = found[-1]["step"]
         found.append({"name": "final", "step": step, "path": str(model_folder(final)), "final": True})
     if not found:
-        raise FileNotFoundError(f"{run}: no checkpoints/step-N/ folders and no final/ folder to evaluate")
+        raise UserError(f"{run}: no checkpoints/step-N/ folders and no final/ folder to evaluate: "
+                        f"point --checkpoints at a training run's output folder")
     return found
 
 
@@ -103,40 +113,44 @@ def plot_curve(summary: dict[str, Any], path: str | Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_target(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
 
 def evaluate_checkpoints(
-    run_dir: str | Path,
-    benchmark: str | Path,
-    image_root: str | Path,
-    out_dir: str | Path,
-    *,
-    batch_size: int = 8,
-    threshold: float = 0.5,
+    run_dir: str | Path, benchmark: str | Path, out_dir: str | Path, settings: EvalSettings, *,
     dev: str | Path | None = None,
-    skip_missing_images: bool = False,
-    max_length: int | None = None,
 ) -> dict[str, Any] | None:
     """Evaluate every checkpoint into ``OUT/<name>/`` and write ``curve.json`` and ``curve.png``.
 
-    Returns the curve.json content on rank 0 (``None`` on other ranks).
+    Resume is always on (a rerun scores only what is missing; rows are matched to the benchmark by
+    item id, so a folder of another benchmark is refused). Each checkpoint's model is loaded only
+    if something is left to score, and released before the next. Returns the curve.json content
+    on rank 0 (``None`` on other ranks).
     """
-    from mprm.eval.pipeline import evaluate_model
+    from mprm.eval.loading import LazyModel, saved_model
+    from mprm.eval.pipeline import evaluate_benchmark
+    from mprm.eval.runner import process_state
 
-    out = Path(out_dir)
+    settings = dataclasses.replace(settings, resume=True)
+    checkpoints = find_checkpoints(run_dir)
+    sources = [saved_model(ck["path"]) for ck in checkpoints]  # every one checked before scoring any
+    out = prepare_output_dir(out_dir)
+    main = process_state().is_main_process
+    if main:
+        remove_files(out, CURVE_FILES)
     points = []
-    for ck in find_checkpoints(run_dir):
-        metrics = evaluate_model(ck["path"], benchmark, image_root, out / ck["name"], batch_size=batch_size,
-                                 threshold=threshold, dev=dev, resume=True, skip_missing_images=skip_missing_images,
-                                 max_length=max_length)
+    for ck, source in zip(checkpoints, sources):
+        model = LazyModel(source, settings)
+        metrics = evaluate_benchmark(model, benchmark, out / ck["name"], settings, dev=dev)
+        model.release()
         if metrics is not None:
             overall = {k: (metrics["results"][k] or {}).get("overall") for k in KINDS}
             points.append({**ck, "overall": overall})
-    if not points:
+    if not main:
         return None
     summary = curve_summary(points)
-    (out / "curve.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     plot_curve(summary, out / "curve.png")
+    atomic_write_text(out / "curve.json", json.dumps(summary, indent=2) + "\n")
     return summary

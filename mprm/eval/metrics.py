@@ -2,7 +2,10 @@
 
 Definitions (docs/evaluation.md has the full text and the edge cases):
 
-* A step is predicted correct when its score >= threshold; neutral steps (label -1) are excluded.
+* Labels are mprm's internal coding (1 correct, 0 incorrect, -1 neutral; mprm.data.labels): the
+  files speak the benchmark's, and their readers convert.
+* A step is predicted correct when its score >= threshold; neutral steps (label -1) are excluded,
+  and so are steps without a score (cut by the token limit; counted in ``StepData.cut``).
 * Per source: macro-F1 = mean of the F1 of the correct class and the F1 of the incorrect class.
 * ``overall`` = the per-source macro-F1 averaged with weights = each source's number of
   non-neutral steps (the paper's "micro" column).
@@ -27,28 +30,36 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-NEUTRAL = -1
-VALID_LABELS = (1, 0, NEUTRAL)
+from mprm.data.labels import CORRECT, INCORRECT, NEUTRAL, VALID_LABELS
+from mprm.errors import UserError
 
 
 @dataclass(frozen=True)
 class StepData:
-    """The non-neutral steps of a scored benchmark, flattened.
+    """The scored non-neutral steps of a benchmark, flattened.
 
     ``scores`` (float64), ``labels`` (bool, True = correct) and ``source`` (index into
     ``sources``) are parallel arrays. ``sources`` lists every source seen, in order of first
-    appearance, including sources whose steps are all neutral (they get ``n_steps`` 0).
+    appearance, including sources whose steps are all neutral (they get ``n_steps`` 0). ``cut``
+    lists ``(id, steps cut, steps)`` for every item with steps the token limit cut (no score):
+    they are left out of the arrays and counted here (decisions.md D-EVAL-6).
     """
 
     scores: np.ndarray
     labels: np.ndarray
     source: np.ndarray
     sources: tuple[str, ...]
+    cut: tuple[tuple[str, int, int], ...] = ()
     _sorted: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_steps(self) -> int:
         return int(self.scores.size)
+
+    @property
+    def n_cut(self) -> int:
+        """Steps without a score (cut by the token limit), neutral ones included."""
+        return sum(c for _, c, _ in self.cut)
 
     def sorted_by_source(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per source, the sorted scores of its correct steps and of its incorrect steps."""
@@ -65,37 +76,47 @@ class StepData:
 def step_data_from_rows(rows: Iterable[Mapping[str, Any]], *, origin: str = "predictions") -> StepData:
     """Flatten prediction rows (``data_source``, ``labels``, ``scores``) into :class:`StepData`.
 
-    Raises ValueError naming ``origin``, the row number, the item id and the offending value when
-    a row is malformed (length mismatch, a label outside {1, 0, -1}, a non-finite score).
+    Labels are in the internal coding (1 correct, 0 incorrect, -1 neutral; the readers of
+    predictions files convert). A ``None`` score is a step cut by the token limit: left out and
+    counted in ``cut``. A malformed row (length mismatch, a label outside {1, 0, -1}, a
+    non-finite score) is a UserError naming ``origin``, the row number, the item id and the value.
     """
     sources: dict[str, int] = {}
     scores: list[float] = []
     labels: list[bool] = []
     index: list[int] = []
+    cut: list[tuple[str, int, int]] = []
     for n, row in enumerate(rows, start=1):
         where = f"{origin}: row {n} (id {row.get('id')!r})"
         try:
             src, lab, sco = str(row["data_source"]), row["labels"], row["scores"]
         except KeyError as exc:
-            raise ValueError(f"{where}: missing field {exc.args[0]!r}") from None
+            raise UserError(f"{where}: missing field {exc.args[0]!r}") from None
         if len(lab) != len(sco):
-            raise ValueError(f"{where}: {len(lab)} labels but {len(sco)} scores")
+            raise UserError(f"{where}: {len(lab)} labels but {len(sco)} scores: one score per step")
         s = sources.setdefault(src, len(sources))
+        n_cut = 0
         for j, (y, x) in enumerate(zip(lab, sco)):
             if isinstance(y, bool) or y not in VALID_LABELS:
-                raise ValueError(f"{where}: labels[{j}] = {y!r}, expected 1, 0 or -1")
+                raise UserError(f"{where}: labels[{j}] = {y!r}, expected 1, 0 or -1 (internal coding)")
+            if x is None:
+                n_cut += 1
+                continue
             if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-                raise ValueError(f"{where}: scores[{j}] = {x!r}, expected a finite number")
+                raise UserError(f"{where}: scores[{j}] = {x!r}, expected a finite number")
             if y == NEUTRAL:
                 continue
             scores.append(float(x))
-            labels.append(y == 1)
+            labels.append(y == CORRECT)
             index.append(s)
+        if n_cut:
+            cut.append((str(row.get("id")), n_cut, len(sco)))
     return StepData(
         scores=np.asarray(scores, dtype=np.float64),
         labels=np.asarray(labels, dtype=bool),
         source=np.asarray(index, dtype=np.int64),
         sources=tuple(sources),
+        cut=tuple(cut),
     )
 
 
@@ -185,18 +206,22 @@ def first_error_auc(rows: Iterable[Mapping[str, Any]]) -> float | None:
 
     A verifier must catch the step where a solution goes wrong; later wrong steps are easier (a
     solution that went wrong tends to stay wrong), so the pooled AUC flatters a model that only
-    learned "late steps of bad solutions are bad". Rows carry ``labels`` (1 correct, 0 incorrect,
-    -1 neutral) and ``scores``; ``None`` when either class is absent.
+    learned "late steps of bad solutions are bad". Rows carry ``labels`` in the internal coding
+    (1 correct, 0 incorrect, -1 neutral: what :func:`mprm.eval.predictions.read_predictions`
+    returns) and ``scores``; steps without a score (``None``, cut by the token limit) are left out.
+    ``None`` when either class is absent.
     """
     scores: list[float] = []
     labels: list[bool] = []
     for row in rows:
         seen_error = False
         for y, x in zip(row["labels"], row["scores"]):
-            if y == 1:
+            if x is None:
+                continue
+            if y == CORRECT:
                 scores.append(float(x))
                 labels.append(True)
-            elif y == 0 and not seen_error:
+            elif y == INCORRECT and not seen_error:
                 seen_error = True
                 scores.append(float(x))
                 labels.append(False)

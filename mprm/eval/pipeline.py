@@ -2,10 +2,13 @@
 
 Two entry points (docs/evaluation.md):
 
-* :func:`evaluate_model` scores a benchmark with a reward model (mprm.eval.runner, torch) and
+* :func:`evaluate_benchmark` scores a benchmark with a reward model (mprm.eval.runner, torch) and
   computes the metrics; the optional dev file is scored the same way into ``OUT/dev/``.
 * :func:`evaluate_predictions` recomputes the metrics from a predictions file with no model and
   no torch import (torch is only imported inside the scoring functions).
+
+Both write metrics.json and metrics.md atomically at the very end, and a scoring run first removes
+the ones an earlier run left, so a failed run leaves no metrics that look like its own.
 """
 
 from __future__ import annotations
@@ -14,89 +17,121 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from mprm.errors import UserError
+from mprm.eval.files import atomic_write_text, prepare_output_dir, remove_files, require_file
+from mprm.eval.items import benchmark_items, check_images
+from mprm.eval.loading import LazyModel, model_info, resolve_model
 from mprm.eval.metrics import StepData, step_data_from_rows
 from mprm.eval.predictions import looks_like_predictions, read_predictions
+from mprm.eval.settings import EvalSettings
 from mprm.eval.tables import render_metrics_md
 from mprm.eval.thresholds import summarise
 
+__all__ = ["benchmark_items", "check_images", "evaluate_benchmark", "evaluate_model", "evaluate_predictions",
+           "write_metrics"]
 
-def benchmark_items(path: str | Path) -> list[dict[str, Any]]:
-    """The benchmark's items as scoring dicts; ``id`` is the item's own or its 1-based position."""
-    from mprm.data.readers import read_benchmark
-
-    items = []
-    for n, it in enumerate(read_benchmark(path), start=1):
-        items.append({"id": str(it.id) if it.id not in (None, "") else str(n), "data_source": it.data_source,
-                      "images": list(it.images), "question": it.question, "steps": list(it.steps),
-                      "labels": [int(y) for y in it.labels]})
-    ids = [it["id"] for it in items]
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        dup = [i for i in ids if i in seen or seen.add(i)]
-        raise ValueError(f"{path}: item ids must be unique (predictions are keyed by id); duplicated: {dup[:5]}")
-    return items
-
-
-def check_images(
-    items: Sequence[dict[str, Any]], image_root: str | Path, *, origin: str, skip: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """(items whose images all exist, [{id, path}] of the first missing image of each other item).
-
-    Without ``skip`` a missing image raises FileNotFoundError naming the file, item and path.
-    """
-    root = Path(image_root)
-    kept, skipped = [], []
-    for it in items:
-        missing = next((p for p in it["images"] if not (root / p).is_file()), None)
-        if missing is None:
-            kept.append(it)
-            continue
-        if not skip:
-            raise FileNotFoundError(
-                f"{origin}: item {it['id']!r}: image {missing!r} not found under {root} "
-                f"(pass --skip-missing-images to leave such items out and count them)"
-            )
-        skipped.append({"id": it["id"], "path": str(missing)})
-    return kept, skipped
+METRICS_FILES = ("metrics.json", "metrics.md")
 
 
 def write_metrics(out_dir: str | Path, metrics: dict[str, Any]) -> None:
-    """Write ``metrics.json`` and ``metrics.md`` into ``out_dir``."""
+    """Write ``metrics.json`` and ``metrics.md`` into ``out_dir``, each atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    (out / "metrics.md").write_text(render_metrics_md(metrics), encoding="utf-8")
+    atomic_write_text(out / "metrics.md", render_metrics_md(metrics))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")  # last: it marks success
+
+
+def _cut_block(data: StepData) -> dict[str, Any]:
+    return {"count": data.n_cut, "items": [{"id": i, "cut": c, "steps": n} for i, c, n in data.cut]}
+
+
+def _step_data(rows: Sequence[dict[str, Any]], origin: str) -> StepData:
+    data = step_data_from_rows(rows, origin=origin)
+    if data.n_steps == 0:
+        raise UserError(f"{origin}: no scored non-neutral step (every label is neutral, or every step was cut): "
+                        f"no threshold can be chosen and every metric is undefined")
+    return data
+
+
+def _metrics(test: StepData, dev: StepData | None, settings: EvalSettings) -> dict[str, Any]:
+    metrics = summarise(test, fixed=settings.threshold, dev=dev)
+    metrics["cut"] = {**_cut_block(test), "dev": None if dev is None else _cut_block(dev)}
+    return metrics
 
 
 def _dev_data(
-    dev: str | Path | None, *, out_dir: Path, model_dir: str | Path | None, image_root: str | Path | None,
-    batch_size: int, resume: bool, skip_missing: bool, max_length: int | None = None,
-) -> tuple[StepData | None, list[dict[str, str]] | None]:
-    """The dev file as StepData: a predictions file is read; a benchmark file is scored first."""
-    if dev is None:
-        return None, None
-    if looks_like_predictions(dev):
-        return step_data_from_rows(read_predictions(dev), origin=str(dev)), None
-    if model_dir is None:
-        raise ValueError(f"--dev {dev}: a benchmark file (no 'scores'); scoring it needs --model, "
-                         f"or pass a predictions.jsonl")
-    from mprm.eval.runner import score_items
+    dev: str | Path | None, *, out_dir: Path, model: Any, settings: EvalSettings,
+) -> tuple[StepData | None, list[dict[str, str]] | None, bool]:
+    """(dev StepData, skipped dev items, complete): a predictions file is read; a benchmark is scored.
 
-    items, skipped = check_images(benchmark_items(dev), image_root, origin=str(dev), skip=skip_missing)
-    rows = score_items(items, model_dir=model_dir, image_root=image_root, out_dir=out_dir / "dev",
-                       batch_size=batch_size, resume=resume, desc="scoring dev", max_length=max_length)
-    return (step_data_from_rows(rows, origin=str(out_dir / "dev")) if rows is not None else None), skipped
+    ``complete`` is False on ranks other than 0 after scoring (they hold no rows).
+    """
+    if dev is None:
+        return None, None, True
+    require_file(dev, "--dev")
+    if looks_like_predictions(dev):
+        return _step_data(read_predictions(dev), str(dev)), None, True
+    if model is None:
+        raise UserError(f"{dev}: a benchmark file (its rows have no 'scores'): scoring it needs --model; "
+                        f"or pass a predictions.jsonl as --dev")
+    from mprm.eval.runner import score_to_file
+
+    root = settings.require_image_root("--dev")
+    items, skipped = check_images(benchmark_items(dev, flag="--dev"), root, origin=str(dev),
+                                  skip=settings.skip_missing_images)
+    rows = score_to_file(items, model, settings=settings, out_dir=out_dir / "dev", desc="scoring dev",
+                         origin=str(dev))
+    if rows is None:
+        return None, skipped, False
+    return _step_data(rows, str(out_dir / "dev" / "predictions.jsonl")), skipped, True
 
 
 def evaluate_predictions(
     predictions: str | Path, out_dir: str | Path, *, threshold: float = 0.5, dev: str | Path | None = None
 ) -> dict[str, Any]:
     """metrics.json / metrics.md from a predictions file (and a dev predictions file); no torch."""
-    test = step_data_from_rows(read_predictions(predictions), origin=str(predictions))
-    dev_data, _ = _dev_data(dev, out_dir=Path(out_dir), model_dir=None, image_root=None, batch_size=1,
-                            resume=False, skip_missing=False)
-    metrics = summarise(test, fixed=threshold, dev=dev_data)
-    write_metrics(out_dir, metrics)
+    settings = EvalSettings(threshold=threshold)
+    test = _step_data(read_predictions(require_file(predictions, "--predictions")), str(predictions))
+    out = prepare_output_dir(out_dir)
+    dev_data, _, _ = _dev_data(dev, out_dir=out, model=None, settings=settings)
+    metrics = _metrics(test, dev_data, settings)
+    write_metrics(out, metrics)
+    return metrics
+
+
+def evaluate_benchmark(
+    model: Any, benchmark: str | Path, out_dir: str | Path, settings: EvalSettings, *, dev: str | Path | None = None
+) -> dict[str, Any] | None:
+    """Score ``benchmark`` with ``model`` and write predictions and metrics into ``out_dir``.
+
+    ``model``: a :class:`LazyModel` (loaded once, only if something is left to score; shared by
+    the dev file and the benchmark) or a loaded reward model. Call it on every rank under
+    ``accelerate launch``; rank 0 returns the metrics.json content, other ranks ``None``.
+    metrics.json holds ``cut`` (steps cut by the token limit, left out), ``model`` (its name and
+    whether it is zero-shot) and, with ``skip_missing_images``, ``skipped``.
+    """
+    from mprm.eval.runner import process_state, score_to_file
+
+    root = settings.require_image_root("--benchmark")
+    items, skipped = check_images(benchmark_items(benchmark), root, origin=str(benchmark),
+                                  skip=settings.skip_missing_images)
+    out = prepare_output_dir(out_dir)
+    if process_state().is_main_process:
+        remove_files(out, METRICS_FILES)
+    dev_data, dev_skipped, dev_ok = _dev_data(dev, out_dir=out, model=model, settings=settings)
+    rows = score_to_file(items, model, settings=settings, out_dir=out, origin=str(benchmark))
+    if rows is None or not dev_ok:
+        return None
+    metrics = _metrics(_step_data(rows, str(out / "predictions.jsonl")), dev_data, settings)
+    info = model_info(model)
+    if info is not None:
+        metrics["model"] = info
+    if settings.skip_missing_images:
+        metrics["skipped"] = {
+            "count": len(skipped), "items": skipped,
+            "dev": None if dev_skipped is None else {"count": len(dev_skipped), "items": dev_skipped},
+        }
+    write_metrics(out, metrics)
     return metrics
 
 
@@ -113,30 +148,7 @@ def evaluate_model(
     skip_missing_images: bool = False,
     max_length: int | None = None,
 ) -> dict[str, Any] | None:
-    """Score ``benchmark`` with the model in ``model_dir`` and write predictions and metrics.
-
-    Call it on every rank under ``accelerate launch``; rank 0 returns the metrics.json content,
-    other ranks ``None``. ``max_length`` overrides the model's saved token limit. With ``skip_missing_images`` metrics.json gains a top-level ``skipped``
-    field: ``{"count", "items": [{id, path}], "dev": {...} or null}``.
-    """
-    from mprm.eval.runner import score_items
-
-    out = Path(out_dir)
-    items, skipped = check_images(benchmark_items(benchmark), image_root, origin=str(benchmark),
-                                  skip=skip_missing_images)
-    dev_data, dev_skipped = _dev_data(dev, out_dir=out, model_dir=model_dir, image_root=image_root,
-                                      batch_size=batch_size, resume=resume, skip_missing=skip_missing_images,
-                                      max_length=max_length)
-    rows = score_items(items, model_dir=model_dir, image_root=image_root, out_dir=out,
-                       batch_size=batch_size, resume=resume, max_length=max_length)
-    if rows is None:
-        return None
-    metrics = summarise(step_data_from_rows(rows, origin=str(out / "predictions.jsonl")), fixed=threshold,
-                        dev=dev_data)
-    if skip_missing_images:
-        metrics["skipped"] = {
-            "count": len(skipped), "items": skipped,
-            "dev": None if dev_skipped is None else {"count": len(dev_skipped), "items": dev_skipped},
-        }
-    write_metrics(out, metrics)
-    return metrics
+    """Transitional keyword form of :func:`evaluate_benchmark` for mprm/experiments.py (to be removed)."""
+    settings = EvalSettings(image_root=Path(image_root), batch_size=batch_size, threshold=threshold,
+                            resume=resume, skip_missing_images=skip_missing_images, max_length=max_length)
+    return evaluate_benchmark(LazyModel(resolve_model(model_dir), settings), benchmark, out_dir, settings, dev=dev)

@@ -1,18 +1,23 @@
 """Scoring with a reward model: batched, resumable, sharded with accelerate (METHOD.md 7).
 
-:func:`score_items` scores every step of every item and appends one row per item to
-``OUT/<name>.jsonl`` as it goes (flushed after every batch). Batches are fixed slices of the item
-list (batch k = items ``k*B .. k*B+B-1``) whatever the number of processes; under
-``accelerate launch`` rank ``r`` of ``w`` scores the batches ``k`` with ``k % w == r`` into its own
-part file ``<name>.rank<r>.jsonl``, and after a barrier rank 0 merges everything into
-``<name>.jsonl`` in item order. Since every item is scored in the same padded batch either way, 1
-process and N give bit-identical scores (sharding items by ``i % w`` would change the batches and
-with them the last float bits; decisions.md D-EVAL-3).
+:func:`score_to_file` scores every step of every item. Batches are fixed slices of the item list
+(batch k = items ``k*B .. k*B+B-1``) whatever the number of processes; rank ``r`` of ``w`` scores
+the batches with ``k % w == r`` and appends their rows to its part file ``<name>.rank<r>.jsonl``
+(flushed after every batch). Only when every item has a row does rank 0 merge the parts, in item
+order, into ``<name>.jsonl`` (atomically) and remove them: a ``<name>.jsonl`` exists only complete.
+Every item is scored in the same padded batch whatever the number of processes, so 1 process and
+N give bit-identical scores (decisions.md D-EVAL-3).
 
-Resume (``resume=True``): rank 0 first consolidates whatever a killed run left (the main file and
-any part files; a truncated last line is cut off) into ``<name>.jsonl``; after a barrier every rank
-skips the ids found there. Without ``resume`` an existing non-empty output is an error, so two runs
-never mix silently. The world size may change between a run and its resume.
+Resume (``settings.resume``): every rank reads the rows already written (main file and part files,
+a truncated last line dropped) and checks that they belong to these items (ids, labels, sources,
+step counts: a file of another benchmark is refused naming its first foreign row). A batch with a
+missing item is scored whole again and only the missing rows are written, so a resumed run's rows
+equal an unbroken run's bit for bit (decisions.md D-EVAL-10). Without resume, rows already in
+the folder are an error, so two runs never mix.
+
+A step cut by the token limit has no score (``None`` in memory, ``null`` in the file); it is
+counted and left out of the metrics, or is an error with ``settings.strict_length``
+(decisions.md D-EVAL-6).
 """
 
 from __future__ import annotations
@@ -23,54 +28,30 @@ from typing import Any, Mapping, Sequence
 
 from tqdm import tqdm
 
+from mprm.errors import UserError
+from mprm.eval.loading import LazyModel, ModelSource
 from mprm.eval.predictions import (
     PredictionWriter,
     PredictionsError,
-    order_rows,
-    read_predictions,
-    recover,
+    file_fields,
+    has_rows,
+    match_rows,
+    read_located,
     write_rows,
 )
+from mprm.eval.settings import EvalSettings
 
 
-def _part_files(out_dir: Path, name: str) -> list[Path]:
+def process_state() -> Any:
+    """accelerate's process state (rank, world size, device); CPU processes when there is no CUDA device."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def part_files(out_dir: Path, name: str) -> list[Path]:
     return sorted(out_dir.glob(f"{name}.rank*.jsonl"))
-
-
-def _has_content(path: Path) -> bool:
-    return path.is_file() and path.stat().st_size > 0
-
-
-def consolidate(out_dir: Path, name: str, order: Sequence[str], *, required: Sequence[str]) -> list[dict[str, Any]]:
-    """Merge ``<name>.jsonl`` and every part file into ``<name>.jsonl`` (item order, no duplicates).
-
-    Truncated last lines (a killed writer) are dropped; part files are removed afterwards.
-    """
-    main = out_dir / f"{name}.jsonl"
-    rows = recover(main, required=required)
-    parts = _part_files(out_dir, name)
-    for part in parts:
-        rows += recover(part, required=required)
-    merged = order_rows(rows, order, origin=str(main))
-    write_rows(main, merged)
-    for part in parts:
-        part.unlink()
-    return merged
-
-
-_LOADED: dict[tuple[str, int | None], Any] = {}
-
-
-def _load_model(model_dir: str | Path, max_length: int | None, device: Any) -> Any:
-    """The reward model of ``model_dir``; the last one loaded is kept (dev and test share it)."""
-    from mprm.models import load_reward_model
-
-    key = (str(Path(model_dir).resolve()), max_length)
-    if key not in _LOADED:
-        _LOADED.clear()
-        model = load_reward_model(model_dir, **({"max_length": max_length} if max_length else {}))
-        _LOADED[key] = model.to(device).eval()
-    return _LOADED[key]
 
 
 def example_of(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -79,10 +60,103 @@ def example_of(item: Mapping[str, Any]) -> dict[str, Any]:
             "steps": list(item["steps"])}
 
 
+def _written_rows(out_dir: Path, name: str, items: Sequence[Mapping[str, Any]], row_fields: Sequence[str],
+                  origin: str) -> dict[str, dict[str, Any]]:
+    files = [p for p in [out_dir / f"{name}.jsonl", *part_files(out_dir, name)] if p.exists()]
+    fields = file_fields(row_fields)
+    located = [loc for p in files for loc in read_located(p, fields=fields, tolerate_truncation=True)]
+    return match_rows(located, items, row_fields=row_fields, origin=origin)
+
+
+def _cut_count(scores: Sequence[float]) -> int:
+    return sum(1 for x in scores if not math.isfinite(x))
+
+
+def score_to_file(
+    items: Sequence[Mapping[str, Any]],
+    model: Any,
+    *,
+    settings: EvalSettings,
+    out_dir: str | Path,
+    name: str = "predictions",
+    row_fields: Sequence[str] = ("data_source", "labels"),
+    desc: str = "scoring",
+    origin: str = "the items",
+) -> list[dict[str, Any]] | None:
+    """Score every step of ``items`` into ``out_dir/<name>.jsonl``; the rows on rank 0, else None.
+
+    Each item has ``id`` (unique), ``images`` (paths under ``settings.image_root``), ``question``,
+    ``steps`` and the ``row_fields`` copied into its row ``{"id", *row_fields, "scores"}``.
+    ``model`` is a :class:`LazyModel` (loaded only if something is left to score) or a loaded
+    reward model. ``origin`` names the items in errors (the benchmark file).
+    """
+    import torch
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = process_state()
+    rank, world = state.process_index, state.num_processes
+    order = [str(it["id"]) for it in items]
+    if len(set(order)) != len(order):
+        dup = sorted({i for i in order if order.count(i) > 1})[:5]
+        raise UserError(f"{origin}: item ids must be unique to score and resume; duplicated: {dup}")
+    main = out / f"{name}.jsonl"
+    existing = [p for p in [main, *part_files(out, name)] if has_rows(p)]
+    if existing and not settings.resume:
+        raise PredictionsError(f"{existing[0]}: already holds predictions: pass --resume to continue that run, "
+                               f"or choose another --output")
+    done = _written_rows(out, name, items, row_fields, origin) if settings.resume else {}
+    state.wait_for_everyone()  # every rank has read (and checked) the files before anyone appends
+
+    batches = [items[k * settings.batch_size:(k + 1) * settings.batch_size]
+               for k in range(rank, (len(items) + settings.batch_size - 1) // settings.batch_size, world)]
+    batches = [b for b in batches if any(str(it["id"]) not in done for it in b)]
+    if batches:
+        from mprm.models import score_batch
+
+        net = model.get(state.device) if isinstance(model, LazyModel) else model
+        pending = sum(1 for b in batches for it in b if str(it["id"]) not in done)
+        with tqdm(total=pending, desc=f"{desc} [{rank}/{world}]" if world > 1 else desc, unit="item",
+                  disable=not state.is_main_process) as bar, \
+                PredictionWriter(out / f"{name}.rank{rank}.jsonl") as writer, torch.no_grad():
+            for batch in batches:
+                scores = score_batch(net, [example_of(it) for it in batch], image_root=settings.image_root,
+                                     batch_size=len(batch), progress=False, too_long="nan")
+                rows = []
+                for it, sc in zip(batch, scores, strict=True):
+                    if str(it["id"]) in done:
+                        continue  # scored again only to keep the batch (and its padding) unchanged
+                    cut = _cut_count(sc)
+                    if cut and settings.strict_length:
+                        limit = getattr(getattr(net, "formatter", None), "max_length", None)
+                        raise UserError(
+                            f"{origin}: item {it['id']!r}: {cut} of {len(sc)} steps cut by the token limit "
+                            f"({limit}): raise it with --max-length, or drop --strict-length to leave cut steps "
+                            f"out of the metrics (counted)")
+                    rows.append({"id": str(it["id"]), **{k: it[k] for k in row_fields},
+                                 "scores": [float(x) if math.isfinite(x) else None for x in sc]})
+                writer.write(rows)
+                bar.update(len(rows))
+    state.wait_for_everyone()
+    merged = None
+    if state.is_main_process:
+        rows_by_id = _written_rows(out, name, items, row_fields, origin)
+        missing = [i for i in order if i not in rows_by_id]
+        if missing:
+            raise PredictionsError(f"{main}: {len(missing)} item(s) have no row after scoring, e.g. {missing[:5]}: "
+                                   f"rerun with --resume")
+        merged = [rows_by_id[i] for i in order]
+        write_rows(main, merged)
+        for part in part_files(out, name):
+            part.unlink()
+    state.wait_for_everyone()  # nobody moves on (e.g. to the next checkpoint) before the merge
+    return merged
+
+
 def score_items(
     items: Sequence[Mapping[str, Any]],
     *,
-    model_dir: str | Path,
+    model_dir: Any,
     image_root: str | Path,
     out_dir: str | Path,
     name: str = "predictions",
@@ -92,78 +166,19 @@ def score_items(
     desc: str = "scoring",
     max_length: int | None = None,
 ) -> list[dict[str, Any]] | None:
-    """Score every step of ``items`` into ``out_dir/<name>.jsonl``; return the rows on rank 0.
+    """Transitional keyword form of :func:`score_to_file` for mprm/eval/bon.py (to be removed when it moves).
 
-    Each item is a dict with ``id`` (unique), ``images`` (paths relative to ``image_root``),
-    ``question``, ``steps`` and the ``row_fields`` copied into its output row, which is
-    ``{"id", *row_fields, "scores"}``. The model is loaded only when something is left to score;
-    ``max_length`` overrides the token limit saved with the model. A step cut by that limit (the
-    model layer scores it NaN) is an error: the benchmark metrics need every step scored.
-    Returns ``None`` on ranks other than 0.
+    ``model_dir``: a folder / hub id, a :class:`LazyModel` or a loaded model. A cut step is an
+    error here (``strict_length``), as Best-of-N always had it.
     """
-    import torch
-    from accelerate import PartialState
+    settings = EvalSettings(image_root=Path(image_root), batch_size=batch_size, max_length=max_length,
+                            resume=resume, strict_length=True)
+    model = model_dir
+    if isinstance(model_dir, (str, Path)):
+        from mprm.eval.loading import resolve_model
 
-    out_dir, image_root = Path(out_dir), Path(image_root)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = PartialState(cpu=not torch.cuda.is_available())
-    rank, world = state.process_index, state.num_processes
-    order = [str(it["id"]) for it in items]
-    if len(set(order)) != len(order):
-        dup = sorted({i for i in order if order.count(i) > 1})[:5]
-        raise ValueError(f"item ids must be unique to score and resume; duplicated: {dup}")
-    required = ("id", *row_fields, "scores")
-    main = out_dir / f"{name}.jsonl"
-
-    existing = [p for p in [main, *_part_files(out_dir, name)] if _has_content(p)]
-    if existing and not resume:
-        raise FileExistsError(
-            f"{existing[0]} already holds predictions; pass --resume to continue that run "
-            f"or choose another --output"
-        )
-    if state.is_main_process and resume:
-        consolidate(out_dir, name, order, required=required)
-    state.wait_for_everyone()
-    done = {r["id"] for r in read_predictions(main, required=required)} if main.exists() else set()
-    state.wait_for_everyone()  # every rank has read the main file before anyone appends again
-
-    batches = [
-        todo for k in range(rank, (len(items) + batch_size - 1) // batch_size, world)
-        if (todo := [it for it in items[k * batch_size:(k + 1) * batch_size] if str(it["id"]) not in done])
-    ]
-    pending = [it for b in batches for it in b]
-    if pending:
-        from mprm.models import score_batch
-
-        model = _load_model(model_dir, max_length, state.device)
-        target = main if world == 1 else out_dir / f"{name}.rank{rank}.jsonl"
-        bar = tqdm(total=len(pending), desc=f"{desc} [{rank}/{world}]" if world > 1 else desc,
-                   unit="item", disable=not state.is_main_process)
-        with PredictionWriter(target) as writer, torch.no_grad():
-            for batch in batches:
-                scores = score_batch(model, [example_of(it) for it in batch], image_root=image_root,
-                                     batch_size=batch_size, progress=False)
-                rows = []
-                for it, sc in zip(batch, scores, strict=True):
-                    cut = sum(1 for x in sc if not math.isfinite(x))
-                    if len(sc) != len(it["steps"]) or cut:
-                        raise ValueError(
-                            f"item {it['id']!r}: {max(cut, len(it['steps']) - len(sc))} of {len(it['steps'])} "
-                            f"steps were not scored (cut by the model's maximum length); every step must be "
-                            f"scored for the metrics: raise it with --max-length"
-                        )
-                    rows.append({"id": str(it["id"]), **{k: it[k] for k in row_fields},
-                                 "scores": [float(x) for x in sc]})
-                writer.write(rows)
-                bar.update(len(batch))
-        bar.close()
-    state.wait_for_everyone()
-    merged = consolidate(out_dir, name, order, required=required) if state.is_main_process else None
-    state.wait_for_everyone()  # nobody moves on (e.g. to the next checkpoint) before the merge
-    if merged is None:
-        return None
-    scored = {r["id"] for r in merged}
-    missing = [i for i in order if i not in scored]
-    if missing:
-        raise PredictionsError(f"{main}: {len(missing)} item(s) were not scored, e.g. {missing[:5]}")
-    return merged
+        model = LazyModel(resolve_model(model_dir), settings)
+    elif isinstance(model_dir, ModelSource):
+        model = LazyModel(model_dir, settings)
+    return score_to_file(items, model, settings=settings, out_dir=out_dir, name=name, row_fields=row_fields,
+                         desc=desc)

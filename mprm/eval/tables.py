@@ -53,8 +53,12 @@ def render_metrics_md(metrics: Mapping[str, Any], *, title: str = "VisualProcess
     """``metrics.md``: macro-F1 (%) per threshold kind in the paper's columns, then the extras.
 
     One row per threshold kind present (``dev`` is left out when no dev file was given); the oracle
-    row is labelled "oracle" because its threshold was chosen on the test set itself.
+    row is labelled "oracle" because its threshold was chosen on the test set itself. A zero-shot
+    model (a base checkpoint, no reward training) has every row labelled "zero-shot". Steps cut by
+    the token limit, left out of the metrics, are counted under the tables.
     """
+    model = metrics.get("model") or {}
+    zero_shot = bool(model.get("zero_shot"))
     kinds = [k for k in KINDS if metrics["results"].get(k) is not None]
     sources: list[str] = []
     for k in kinds:
@@ -63,17 +67,21 @@ def render_metrics_md(metrics: Mapping[str, Any], *, title: str = "VisualProcess
     main_rows, extra_rows = [], []
     for k in kinds:
         m, t = metrics["results"][k], metrics["thresholds"][k]
-        cells = [k, f"{t:.4f}", pct(m["overall"])]
+        label = f"{k}, zero-shot" if zero_shot else k
+        cells = [label, f"{t:.4f}", pct(m["overall"])]
         for _, src in cols:
             cells.append(pct(m["per_source"][src]["macro_f1"]) if src in m["per_source"] else "-")
         main_rows.append(cells)
         extra_rows.append(
-            [k, pct(m["macro_f1_pooled"]), pct(m["f1_positive"]), pct(m["f1_negative"]),
+            [label, pct(m["macro_f1_pooled"]), pct(m["f1_positive"]), pct(m["f1_negative"]),
              pct(m["auc"]), str(m["n_steps"])]
         )
-    parts = [
-        f"# {title}: step macro-F1 (%)",
-        "",
+    parts = [f"# {title}: step macro-F1 (%)", ""]
+    if model:
+        kind = (f"zero-shot: a base checkpoint with a fresh `<prm>` head ({model.get('head')}), no reward training"
+                if zero_shot else "a saved reward model")
+        parts += [f"Model: `{model['name']}` ({kind}).", ""]
+    parts += [
         _table(["Threshold", "t", "Overall"] + [c for c, _ in cols], main_rows),
         "",
         "Overall = per-source macro-F1 weighted by non-neutral steps. fixed: the given threshold; "
@@ -85,6 +93,14 @@ def render_metrics_md(metrics: Mapping[str, Any], *, title: str = "VisualProcess
         _table(["Threshold", "macro-F1", "F1 correct", "F1 incorrect", "ROC-AUC", "steps"], extra_rows),
         "",
     ]
+    cut = metrics.get("cut")
+    if cut is not None:
+        dev_cut = cut.get("dev")
+        text = (f"Steps cut by the token limit, left out of the metrics: {cut['count']} "
+                f"(in {len(cut['items'])} item(s))")
+        if dev_cut is not None:
+            text += f"; dev file: {dev_cut['count']} (in {len(dev_cut['items'])} item(s))"
+        parts += [text + ".", ""]
     skipped = metrics.get("skipped")
     if skipped:
         parts += [f"Skipped for missing images: {skipped['count']} item(s).", ""]

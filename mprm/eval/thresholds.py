@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mprm.errors import UserError
 from mprm.eval.metrics import StepData, counts_at, metrics_at
 
 
@@ -46,10 +47,10 @@ def candidate_thresholds(scores: np.ndarray) -> np.ndarray:
 def sweep(data: StepData) -> Sweep:
     """``overall`` at every candidate threshold, vectorised (one searchsorted per source and class).
 
-    Raises ValueError when the data has no non-neutral step (no threshold can be chosen).
+    Raises UserError when the data has no non-neutral step (no threshold can be chosen).
     """
     if data.n_steps == 0:
-        raise ValueError("cannot sweep thresholds: no non-neutral step (every label is -1)")
+        raise UserError("cannot sweep thresholds: no non-neutral step (every label is -1)")
     t = candidate_thresholds(data.scores)
     return Sweep(thresholds=t, overall=counts_at(data, t).overall())
 

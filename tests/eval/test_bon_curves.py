@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from mprm.errors import UserError
 from mprm.eval.bon import bon_results, candidate_items, pick, read_bon
 from mprm.eval.curves import curve_summary, find_checkpoints, plot_curve
 from mprm.eval.tables import render_bon_md
@@ -109,8 +110,11 @@ def test_find_checkpoints_both_layouts_and_final_step(tmp_path):
         ("step-000050", 50, False), ("step-000100", 100, False), ("final", 120, True)]
     assert found[0]["path"].endswith("step-000050/model") and found[1]["path"].endswith("step-000100")
     assert found[2]["path"].endswith("final/model")
-    with pytest.raises(FileNotFoundError, match="no checkpoints"):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="empty: no checkpoints/step-N/ folders and no final/ folder"):
         find_checkpoints(tmp_path / "empty")
+    with pytest.raises(UserError, match="nowhere: no such run folder"):
+        find_checkpoints(tmp_path / "nowhere")
 
 
 def test_curve_summary_names_best_per_threshold_and_final(tmp_path):
@@ -125,3 +129,4 @@ def test_curve_summary_names_best_per_threshold_and_final(tmp_path):
     assert s["final"]["name"] == "final"
     plot_curve(s, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]  # written through a temporary file

@@ -1,4 +1,9 @@
-"""VisualProcessBench metrics against hand-computed values (METHOD.md 7; docs/evaluation.md)."""
+"""VisualProcessBench metrics against hand-computed values (METHOD.md 7; docs/evaluation.md).
+
+Rows here are in memory, so their labels are mprm's internal coding (1 correct, 0 incorrect, -1
+neutral); files use the benchmark's coding and their readers convert (test_predictions_mode.py
+reads the same cases from files).
+"""
 
 from __future__ import annotations
 
@@ -178,11 +183,28 @@ def test_bad_rows_are_named():
         step_data_from_rows([row("q", "A", [1, 2], [0.5, 0.5])])
     with pytest.raises(ValueError, match=r"scores\[0\] = nan"):
         step_data_from_rows([row("q", "A", [1], [float("nan")])])
+    with pytest.raises(ValueError, match=r"scores\[1\] = inf"):
+        step_data_from_rows([row("q", "A", [1, 0], [0.5, float("inf")])])
 
+
+def test_cut_steps_are_left_out_and_counted():
+    # ROWS_AB plus a2's twin whose last step was cut (None) and an item cut entirely:
+    #   the scored steps are exactly ROWS_AB's plus a4's first step 0.8 (1) -> A gains a TP at 0.5:
+    #   A: TP 3, FN 1, FP 1, TN 1 -> F1+ 6/8 = 3/4, F1- 2/4 = 1/2, macro 5/8, n 6
+    #   overall = (6 * 5/8 + 3 * 2/3) / 9 = (3.75 + 2) / 9 = 23/36
+    rows = ROWS_AB + [row("a4", "A", [1, 0, -1], [0.8, None, None]), row("a5", "A", [0, 1], [None, None])]
+    data = step_data_from_rows(rows)
+    assert data.n_steps == 9 and data.n_cut == 4
+    assert data.cut == (("a4", 2, 3), ("a5", 2, 2))
+    m = metrics_at(data, 0.5)
+    assert m["per_source"]["A"]["n_steps"] == 6
+    assert m["per_source"]["A"]["macro_f1"] == pytest.approx(5 / 8)
+    assert m["overall"] == pytest.approx(23 / 36)
 
 def test_metric_modules_import_no_torch():
     code = ("import sys, mprm.eval, mprm.eval.metrics, mprm.eval.thresholds, mprm.eval.tables, "
-            "mprm.eval.predictions, mprm.eval.pipeline, mprm.eval.bon, mprm.eval.curves, mprm.eval.cli; bad = [m for m in ('torch', 'transformers', 'accelerate') if m in sys.modules]; "
+            "mprm.eval.predictions, mprm.eval.pipeline, mprm.eval.bon, mprm.eval.curves, mprm.eval.cli, "
+            "mprm.eval.settings, mprm.eval.loading, mprm.eval.items, mprm.eval.files, mprm.eval.runner; bad = [m for m in ('torch', 'transformers', 'accelerate') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -195,3 +217,6 @@ def test_first_error_auc_counts_only_the_first_wrong_step_by_hand():
     # positives 0.9, 0.8, 0.6 against first errors 0.3, 0.7: 5 of 6 pairs ordered correctly
     assert first_error_auc(rows) == pytest.approx(5 / 6)
     assert first_error_auc([{"labels": [1, 1], "scores": [0.2, 0.4]}]) is None
+    # a step without a score (cut) is left out: the first error 0.3 stays the only one counted in row 1
+    cut = [{"labels": [1, 1, 0, 0], "scores": [0.9, 0.8, 0.3, None]}, rows[1]]
+    assert first_error_auc(cut) == pytest.approx(5 / 6)
