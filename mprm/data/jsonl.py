@@ -2,7 +2,7 @@
 
 * :func:`iter_lines` gives the non-empty lines of any jsonl file (the benchmark, training and TRL
   readers, the eval items) with 1-based numbers and byte offsets. It is the same chunked reader
-  (:func:`_chunks`, :func:`_pieces`) that pass 1 uses, so every reader numbers lines alike.
+  (:func:`_chunks`, :func:`_spans`) that pass 1 uses, so every reader numbers lines alike.
 * :func:`corpus_files` turns a corpus path into ``(file, source)`` pairs (METHOD.md 9).
 * :func:`scan_file` is pass 1 of selection over one corpus file: it reads every line once and
   keeps, per valid rollout, only what ranking and reports need (line, byte offset and size, scored
@@ -15,7 +15,7 @@ schema checks JSON syntax, types, score in [0, 1], counts >= 0 and non-empty ste
 rest (blank texts and images, the question, counts correct <= total) is checked over the chunk in
 bulk. Any line the fast checks do not accept with certainty goes to the precise validator,
 ``mprm.data.validation.check_rollout``, which decides and names the problem; both paths compute
-the numbers with :func:`rollout_numbers`, labels through ``mprm.data.labels.mc_targets``
+the numbers with :func:`score_numbers`, labels through ``mprm.data.labels.mc_targets``
 (tests/data: the same lines and numbers in 64-byte, 700-byte and 2 MB chunks). No numpy here:
 workers that run pass 1 need not import it (docs/selection.md, "How it is fast").
 """
@@ -27,15 +27,15 @@ import mmap
 import os
 from array import array
 from dataclasses import dataclass, field
-from itertools import accumulate, chain, compress
-from operator import attrgetter, gt
+from itertools import accumulate, chain, compress, repeat
+from operator import add, attrgetter, getitem, gt, sub
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Optional, Sequence, Union
 
 import msgspec
 import orjson
 
-from mprm.data.labels import mc_targets
+from mprm.data.labels import mc_target
 from mprm.data.validation import (
     DataError,
     InputPathError,
@@ -77,9 +77,10 @@ _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeErr
 
 
 # ---- lines ----------------------------------------------------------------------------------------
-def _chunks(path: str | os.PathLike) -> Iterator[tuple[bytes, int, int]]:
-    """``(chunk, byte offset, number of its first line)`` over a file in ~:data:`CHUNK_BYTES` runs
-    of whole lines (memory-mapped; a leading UTF-8 byte-order mark is skipped)."""
+def _chunks(path: str | os.PathLike) -> Iterator[tuple[bytes, list[int], list[int], int, int]]:
+    """``(chunk, line starts, line ends, byte offset, number of the first line)`` over a file in
+    ~:data:`CHUNK_BYTES` runs of whole lines (memory-mapped; a leading UTF-8 byte-order mark is
+    skipped; line numbers count every line, empty ones included; ends exclude the newline)."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if not size:
@@ -92,43 +93,51 @@ def _chunks(path: str | os.PathLike) -> Iterator[tuple[bytes, int, int]]:
             end = data.find(b"\n", pos + CHUNK_BYTES)
             end = size if end < 0 else end + 1
             chunk = data[pos:end]
-            yield chunk, pos, line
-            line += chunk.count(b"\n")
+            starts, ends = _spans(chunk)
+            yield chunk, starts, ends, pos, line
+            line += len(ends)
             pos = end
     finally:
         data.close()
 
 
-def _pieces(chunk: bytes) -> tuple[list[bytes], list[int]]:
-    """The lines of a chunk (newline excluded, a last empty piece dropped) and their start offsets."""
-    pieces = chunk.split(b"\n")
-    if not pieces[-1]:
-        pieces.pop()
-    return pieces, list(accumulate((len(p) + 1 for p in pieces), initial=0))
+def _spans(chunk: bytes) -> tuple[list[int], list[int]]:
+    """Start and end (newline excluded) of every line of a chunk; a final newline ends the last
+    line rather than starting an empty one. One ``find`` per line: no copy of the lines."""
+    ends = []
+    find, append = chunk.find, ends.append
+    at = find(b"\n")
+    while at >= 0:
+        append(at)
+        at = find(b"\n", at + 1)
+    if not chunk.endswith(b"\n"):
+        append(len(chunk))
+    return [0, *map(add, ends[:-1], repeat(1))], ends
 
 
 def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, int, bytes]]:
     """``(line number, byte offset, raw bytes)`` of every non-empty line (1-based numbers; empty
     and whitespace-only lines are skipped but counted). The raw bytes exclude the newline."""
-    for chunk, base, first in _chunks(path):
-        pieces, starts = _pieces(chunk)
-        for k, raw in enumerate(pieces):
+    for chunk, starts, ends, base, first in _chunks(path):
+        for k, (a, b) in enumerate(zip(starts, ends)):
+            raw = chunk[a:b]
             if raw and not raw.isspace():
-                yield first + k, base + starts[k], raw
+                yield first + k, base + a, raw
 
 
-def _plain(chunk: bytes, lines: int) -> bool:
+def _plain(chunk: bytes, starts: list[int], ends: list[int]) -> bool:
     """True when every line of the chunk is ``{...}`` (optionally CR-ended) and the chunk is valid
     UTF-8. Then no JSON value can span two lines (a line ending inside a value would have to be
     followed by ``,``, ``}`` or ``]``), so a chunk that decodes into as many values as lines holds
     exactly one value per line."""
-    if not chunk.startswith(b"{") or chunk.count(b"\n{") != lines - 1:
+    if min(map(sub, ends, starts)) < 2 or set(map(chunk.__getitem__, starts)) != {0x7B}:
         return False
-    closed = chunk.count(b"}\n") + chunk.count(b"}\r\n")
-    if not chunk.endswith(b"\n"):
-        closed += chunk.endswith((b"}", b"}\r"))
-    if closed != lines:
-        return False
+    last = set(map(chunk.__getitem__, map(sub, ends, repeat(1))))
+    if last != {0x7D}:
+        if last != {0x7D, 0x0D} and last != {0x0D}:
+            return False
+        if any(chunk[b - 1] == 0x0D and (b - a < 3 or chunk[b - 2] != 0x7D) for a, b in zip(starts, ends)):
+            return False
     if not chunk.isascii():
         try:
             chunk.decode("utf-8")
@@ -173,15 +182,28 @@ def _files_of(path: Path) -> list[tuple[Path, str]]:
 
 
 # ---- pass 1 -------------------------------------------------------------------------------------------
-def rollout_numbers(scores: list[float], threshold: float) -> tuple[int, int, float, int]:
-    """(n scored steps, n_pos with s_j > 0, sum of s_j, steps labelled 0 under tau) of one rollout.
+def score_numbers(scores: list[float], starts: list[int], ends: list[int], threshold: float) -> tuple[list[Any], ...]:
+    """Per rollout ``scores[a:b]`` (one slice per start and end): n scored steps, n_pos with
+    s_j > 0, sum of s_j, and steps labelled 0 under tau, as four lists. Both paths of pass 1 use it.
 
     Scores lie in [0, 1], so s_j > 0 is s_j != 0 and the sum of all scores is the sum over the
-    positives (METHOD.md 3); ``math.fsum`` makes it exact then rounded once. The label count uses
-    the one labelling rule (METHOD.md 2) so the report's error steps are the written labels' zeros.
+    positives (METHOD.md 3); ``math.fsum`` makes it exact then rounded once. A step's label is the
+    one labelling rule's (METHOD.md 2, ``mc_target``), applied once per distinct score, so the
+    report's error steps are the written labels' zeros. No Python loop per rollout at tau = 0.
     """
-    n = len(scores)
-    return n, n - scores.count(0.0), math.fsum(scores), mc_targets(scores, threshold=threshold).count(0.0)
+    spans = list(map(slice, starts, ends))
+    rollouts = list(map(getitem, repeat(scores), spans))
+    n = list(map(len, rollouts))
+    n_zero = list(map(list.count, rollouts, repeat(0.0)))
+    n_pos = list(map(sub, n, n_zero))
+    labelled_0 = [s for s in set(scores) if mc_target(s, threshold=threshold) == 0.0]
+    if labelled_0 == [0.0]:
+        n_err = n_zero
+    elif not labelled_0:
+        n_err = [0] * len(n)
+    else:
+        n_err = [sum(map(r.count, labelled_0)) for r in rollouts]
+    return n, n_pos, list(map(math.fsum, rollouts)), n_err
 
 
 @dataclass
@@ -232,6 +254,16 @@ class FileScan:
 _COLUMNS = ("line", "offset", "size", "n_steps", "n_pos", "sum_mc", "n_err", "n_unannotated")
 
 
+class _Lines:
+    """The raw bytes of line i of a chunk, sliced only when asked for (the precise path)."""
+
+    def __init__(self, chunk: bytes, starts: list[int], ends: list[int]) -> None:
+        self.chunk, self.starts, self.ends = chunk, starts, ends
+
+    def __getitem__(self, i: int) -> bytes:
+        return self.chunk[self.starts[i] : self.ends[i]]
+
+
 class _Stop(Exception):
     """Strict mode met a bad line; the scan's ``error`` says which."""
 
@@ -258,36 +290,55 @@ class _Scanner:
                 raise _Stop from None
             self.scan.rejected.append((line, record_id(obj, self.scan.source, line), err.reason, err.code))
             return None
-        return (checked.id, *rollout_numbers(checked.scores, self.threshold), checked.n_unannotated)
+        numbers = score_numbers(checked.scores, [0], [len(checked.scores)], self.threshold)
+        return (checked.id, *(column[0] for column in numbers), checked.n_unannotated)
 
-    def chunk(self, chunk: bytes, base: int, first: int) -> None:
-        """Scan one chunk of whole lines starting at byte ``base`` and line ``first``."""
-        pieces, starts = _pieces(chunk)
+    def chunk(self, chunk: bytes, starts: list[int], ends: list[int], base: int, first: int) -> None:
+        """Scan one chunk of whole lines (at ``starts``/``ends`` in ``chunk``) that starts at byte
+        ``base`` and line ``first``."""
         recs = None
-        if _plain(chunk, len(pieces)):
+        if ends and _plain(chunk, starts, ends):
             try:
                 recs = _DECODER.decode_lines(chunk)
             except _DECODE_ERRORS:
                 recs = None
-            if recs is not None and len(recs) != len(pieces):
+            if recs is not None and len(recs) != len(ends):
                 recs = None
         if recs is not None:
-            numbers = range(first, first + len(pieces))
+            numbers = range(first, first + len(ends))
+            pieces: Any = _Lines(chunk, starts, ends)
         else:
+            pieces = [chunk[a:b] for a, b in zip(starts, ends)]
             keep = [bool(raw) and not raw.isspace() for raw in pieces]
             numbers = list(compress(range(first, first + len(pieces)), keep))
-            starts, pieces = list(compress(starts, keep)), list(compress(pieces, keep))
+            starts, ends, pieces = list(compress(starts, keep)), list(compress(ends, keep)), list(compress(pieces, keep))
             recs = [_decode_one(raw) for raw in pieces]
-        self.scan.n_lines += len(pieces)
-        fast = _fast(recs, self.truncate, self.threshold) if None not in recs else _fast_some(recs, self.truncate, self.threshold)
-        rows, ids = self.rows, self.ids
-        for line, start, raw, result in zip(numbers, starts, pieces, fast):
-            if result is None:
-                result = self.precise(line, raw)
+        self.scan.n_lines += len(numbers)
+        offsets = list(map(add, starts, repeat(base)))
+        decoded = [i for i, rec in enumerate(recs) if rec is not None] if None in recs else None
+        if decoded is None:
+            ids, columns, bad = _columns(recs, self.truncate, self.threshold)
+        else:  # lines decoded one by one, some not at all: columns of the decoded ones, the rest precise
+            part_ids, part_columns, part_bad = _columns([recs[i] for i in decoded], self.truncate, self.threshold)
+            ids, columns = [None] * len(recs), [[0] * len(recs) for _ in range(5)]
+            bad = set(range(len(recs))) - set(decoded) | {decoded[j] for j in part_bad}
+            for j, i in enumerate(decoded):
+                ids[i] = part_ids[j]
+                for column, part in zip(columns, part_columns):
+                    column[i] = part[j]
+        rows = zip(numbers, offsets, map(sub, ends, starts), *columns)
+        if not bad:
+            self.rows.extend(rows)
+            self.ids.extend(ids)
+            return
+        for i, row in enumerate(rows):
+            if i in bad:
+                result = self.precise(row[0], pieces[i])
                 if result is None:
                     continue
-            rows.append((line, base + start, len(raw), *result[1:]))
-            ids.append(result[0])
+                row, ids[i] = (*row[:3], *result[1:]), result[0]
+            self.rows.append(row)
+            self.ids.append(ids[i])
 
     def objects(self, items: Iterator[tuple[int, Any]]) -> None:
         """Already-parsed rows (parquet): the precise path for each; offset = row index."""
@@ -341,52 +392,48 @@ def _line_ok(rec: _Line) -> bool:
     return not _blank(rec.question_orig) or type(rec.question) is str
 
 
-def _chunk_ok(recs: list[_Line]) -> bool:
-    """The same checks as :func:`_line_ok` for a whole chunk at once (the common case: all pass)."""
-    flat = list(chain.from_iterable(map(_STEPS, recs)))
+def _chunk_ok(recs: list[_Line], flat: list[_Step], totals: list[int | None]) -> bool:
+    """The same checks as :func:`_line_ok` for a whole chunk at once (the common case: all pass);
+    ``flat`` are the chunk's steps, ``totals`` their ``num_mc_total``."""
     if any(map(str.isspace, map(_TEXT, flat))):
         return False
     try:
-        if any(map(gt, map(_CORRECT, flat), map(_TOTAL, flat))):
+        if any(map(gt, map(_CORRECT, flat), totals)):
             return False
     except TypeError:  # a null count: decided line by line
         return False
     return _texts_ok(list(map(_IMAGE, recs))) and _texts_ok(list(map(_ORIG, recs)))
 
 
-def _fast(recs: list[_Line], truncate: bool, threshold: float) -> list[tuple[Any, ...] | None]:
-    """(id, n, n_pos, sum, n_err, unannotated) per decoded line, None where the precise path must
-    decide (a check failed, an id beyond 64 bits, nothing annotated left under truncation)."""
-    ok = [True] * len(recs) if _chunk_ok(recs) else list(map(_line_ok, recs))
-    out: list[tuple[Any, ...] | None] = []
-    for rec, good in zip(recs, ok):
-        rid = rec.id
-        if rid is not None and type(rid) is not str:
-            if type(rid) is int and not -(2**63) <= rid < 2**64:
-                good = False  # orjson, and so the precise path, reads it as a float
-            rid = str(rid)
-        if not good:
-            out.append(None)
-            continue
-        steps = rec.steps_with_score
-        scores = list(map(_SCORE, steps))
-        totals = list(map(_TOTAL, steps))
-        unannotated = totals.count(0)
-        if unannotated and truncate:
-            cut = totals.index(0)
-            if not cut:
-                out.append(None)
-                continue
-            scores = scores[:cut]
-        out.append((rid, *rollout_numbers(scores, threshold), unannotated))
-    return out
-
-
-def _fast_some(recs: list[_Line | None], truncate: bool, threshold: float) -> list[tuple[Any, ...] | None]:
-    """:func:`_fast` over the lines that decoded; None for the others."""
-    decoded = [r for r in recs if r is not None]
-    results = iter(_fast(decoded, truncate, threshold)) if decoded else iter(())
-    return [None if r is None else next(results) for r in recs]
+def _columns(recs: list[_Line], truncate: bool, threshold: float) -> tuple[list[Any], list[list[Any]], set[int]]:
+    """Ids and the five numbers (n, n_pos, sum, n_err, unannotated) of decoded lines as columns,
+    and the positions the precise path must decide instead (a check failed, an id beyond 64 bits,
+    nothing annotated left under truncation)."""
+    steps = list(map(_STEPS, recs))
+    lens = list(map(len, steps))
+    flat = list(chain.from_iterable(steps))
+    totals = list(map(_TOTAL, flat))
+    bad = set() if _chunk_ok(recs, flat, totals) else {i for i, rec in enumerate(recs) if not _line_ok(rec)}
+    ids = list(map(_ID, recs))
+    if ids.count(None) != len(ids):
+        for i, rid in enumerate(ids):
+            if rid is not None and type(rid) is not str:
+                if type(rid) is int and not -(2**63) <= rid < 2**64:
+                    bad.add(i)  # orjson, and so the precise path, reads it as a float
+                ids[i] = str(rid)
+    ends = list(accumulate(lens))
+    starts = list(map(sub, ends, lens))
+    if 0 in totals:
+        unannotated = list(map(list.count, map(getitem, repeat(totals), map(slice, starts, ends)), repeat(0)))
+        if truncate:
+            for i in (i for i, u in enumerate(unannotated) if u):
+                ends[i] = totals.index(0, starts[i], ends[i])
+                if ends[i] == starts[i]:
+                    bad.add(i)
+    else:
+        unannotated = [0] * len(recs)
+    numbers = score_numbers(list(map(_SCORE, flat)), starts, ends, threshold)
+    return ids, [*numbers, unannotated], bad
 
 
 def scan_file(
@@ -405,8 +452,8 @@ def scan_file(
         if path.suffix == ".parquet":
             scanner.objects(parquet_rows(path))
         else:
-            for chunk, base, first in _chunks(path):
-                scanner.chunk(chunk, base, first)
+            for chunk, starts, ends, base, first in _chunks(path):
+                scanner.chunk(chunk, starts, ends, base, first)
     except _Stop:
         pass
     return scanner.finish()
