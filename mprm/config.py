@@ -40,7 +40,9 @@ def _f(default: Any, help: str, choices: tuple[Any, ...] | None = None, registry
 
 @dataclass
 class ModelConfig:
-    path: str = _f("", "base checkpoint folder (a transformers layout loadable by from_pretrained)")
+    path: str = _f("", "base checkpoint: a folder (a transformers layout loadable by from_pretrained) or a hub id "
+                       "such as Qwen/Qwen2.5-VL-7B-Instruct (resolved through the Hugging Face cache)")
+    revision: Optional[str] = _f(None, "hub revision (branch, tag or commit) of a model.path hub id; null = main")
     backbone: str = _f("qwen2_5_vl", "backbone family of model.path (the backbone registry, docs/models.md)",
                        registry="backbone")
     head: str = _f("yes_no", "step reward head: logits of 'Yes'/'No' at each <prm> (METHOD.md 6); also "
@@ -49,6 +51,10 @@ class ModelConfig:
                            "register_backbone / register_head (docs/models.md)")
     separator: str = _f("<prm>\n\n", "what follows each step in training; holds <prm> once (METHOD.md 10.4)")
     max_length: int = _f(8192, "token budget per example; later steps are cut (METHOD.md 6)")
+    prompt_style: str = _f("train", "train: the authors' training layout (empty user turn, assistant turn with "
+                                    "image + Question/Process); authors_eval: their VisualProcessBench script's "
+                                    "input (steps joined by <prm> alone, <imageN> tags removed; D-MODELS-10)",
+                           choices=("train", "authors_eval"))
     freeze_vision: bool = _f(True, "freeze the vision encoder; LM and projector are trained (METHOD.md 6)")
     lora_rank: int = _f(0, "LoRA rank on the language model; 0 = full fine-tuning (the paper's setting)")
     lora_alpha: int = _f(32, "LoRA alpha (used when lora_rank > 0)")

@@ -20,7 +20,13 @@ QWEN_SYSTEM = "You are a helpful assistant."
 INTERNVL_SYSTEM = (
     "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
 )
-CHATML_PREFIX = "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"
+#: The authors' training layout (their PRM preprocess function; METHOD.md 6, decisions.md D-MODELS-10):
+#: the system turn, an EMPTY user turn, then the assistant turn that holds the image and the
+#: Question/Process text. The formatter appends the content after this prefix.
+CHATML_PREFIX = "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n"
+#: Their VisualProcessBench script renders the empty user turn without its <|im_end|> (the
+#: conversation template skips the separator of an empty message): ``prompt_style="authors_eval"``.
+CHATML_EVAL_PREFIX = "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n<|im_start|>assistant\n"
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,7 @@ class BackboneSpec:
     forward_keys: tuple[str, ...]
     system_prompt: str = ""
     chat_prefix: str = CHATML_PREFIX
+    eval_chat_prefix: str = CHATML_EVAL_PREFIX
     yes_token: str = "Yes"
     no_token: str = "No"
     lm_head: str = "lm_head"

@@ -1,16 +1,21 @@
 """The one formatting path for training and scoring (METHOD.md 6, 10.4, 10.5).
 
-A rollout becomes one user turn of the backbone's chat markup:
+A rollout becomes the authors' layout (their PRM preprocess function; decisions.md D-MODELS-10):
+the system turn, an EMPTY user turn, then the assistant turn holding the image(s) and the
+Question/Process text, opened by one BOS token where the tokenizer adds one (InternLM2):
 
-    <|im_start|>system\\n{system}<|im_end|>\\n<|im_start|>user\\n{image placeholder}\\n
-    Question: {question}\\nProcess: {step_1}<prm>\\n\\n{step_2}<prm>\\n\\n...{step_n}<prm>
+    [<s>]<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n
+    {image placeholder}\nQuestion: {question}\nProcess: {step_1}<prm>\n\n{step_2}<prm>\n\n...{step_n}<prm>
 
-(decisions.md D-MODELS-1: both backbones carry the image and the Question/Process text in the user
-turn, as the authors' InternVL code does, and the sequence ends at the last ``<prm>``: a causal
-model's scores at the ``<prm>`` positions do not depend on anything after them.) The separator is
-configurable (METHOD.md 10.4); it holds ``<prm>`` exactly once, every step is followed by it and
-whatever follows ``<prm>`` in it is dropped after the last step, so the sequence of the first k
-steps is a prefix of the whole sequence: scoring all steps in one pass equals scoring each prefix.
+The sequence ends at the last ``<prm>``: a causal model's scores at the ``<prm>`` positions do not
+depend on anything after it. The separator is configurable (METHOD.md 10.4); it holds ``<prm>``
+exactly once, every step is followed by it and whatever follows ``<prm>`` in it is dropped after
+the last step, so the sequence of the first k steps is a prefix of the whole sequence: scoring all
+steps in one pass equals scoring each prefix.
+
+``prompt_style="authors_eval"`` reproduces the input of the authors' VisualProcessBench script
+instead (``eval/prm/evaluate_visualprocessbench_prm.py``): steps joined by ``<prm>`` alone, tags
+``<imageN>`` removed from the question, and the empty user turn without its ``<|im_end|>``.
 
 Two stages so the trainer can cache tokenisation: :meth:`Formatter.encode_text` (no pixels,
 JSON-serialisable) and :meth:`Formatter.attach_images`; :meth:`Formatter.collate` pads a batch.
@@ -35,6 +40,8 @@ from mprm.models.images import ImageHandler, canvas_size, make_canvas
 PRM_TOKEN = "<prm>"
 DEFAULT_SEPARATOR = "<prm>\n\n"
 MULTI_IMAGE_MODES = ("canvas", "separate")
+PROMPT_STYLES = ("train", "authors_eval")
+_AUTHORS_IMAGE_TAG = re.compile(r"<image\d+>")
 _BARE_IMAGE_TAG = re.compile(r"[ \t]*<image>[ \t]*\n?")
 _NUMBERED_IMAGE_TAG = re.compile(r"<image[ _]?(\d+)>")
 
@@ -51,6 +58,26 @@ def clean_question(question: str) -> str:
     text = _NUMBERED_IMAGE_TAG.sub(r"image \1", text)
     text = re.sub(r"[ \t]{2,}", " ", text)
     return "\n".join(line.strip() for line in text.strip().splitlines())
+
+
+def authors_clean_question(question: str) -> str:
+    """The authors' VisualProcessBench cleaning: ``<imageN>`` tags removed, the text stripped.
+
+    A bare ``<image>`` is still dropped (the image comes through the placeholder, as in
+    :func:`clean_question`); ``<image 1>`` with a space is left as text, as their regex leaves it.
+    """
+    return _BARE_IMAGE_TAG.sub(" ", _AUTHORS_IMAGE_TAG.sub("", question)).strip()
+
+
+def bos_ids(tokenizer: Any) -> list[int]:
+    """``[bos]`` when the tokenizer opens every encoded text with its BOS (InternLM2's
+    ``add_bos_token``, or a post-processor that adds it), else ``[]``."""
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return []
+    with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    return [int(bos)] if len(with_special) > len(plain) and with_special[0] == bos else []
 
 
 def _item_id(example: dict[str, Any]) -> str:
@@ -80,7 +107,11 @@ class Formatter:
 
     def __init__(self, *, tokenizer: Any, spec: BackboneSpec, images: ImageHandler,
                  separator: str = DEFAULT_SEPARATOR, max_length: int = 8192, multi_image: str = "canvas",
-                 max_columns: int = 3) -> None:
+                 max_columns: int = 3, prompt_style: str = "train") -> None:
+        if prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"prompt_style={prompt_style!r}; choose from {PROMPT_STYLES}")
+        if prompt_style == "authors_eval":
+            separator = PRM_TOKEN  # their script joins steps by <prm> alone
         if separator.count(PRM_TOKEN) != 1:
             raise ValueError(f"separator {separator!r} must contain {PRM_TOKEN!r} exactly once")
         if multi_image not in MULTI_IMAGE_MODES:
@@ -96,12 +127,16 @@ class Formatter:
         self.max_length = max_length
         self.multi_image = multi_image
         self.max_columns = max_columns
+        self.prompt_style = prompt_style
         self.prm_token_id = int(tokenizer.convert_tokens_to_ids(PRM_TOKEN))
         pad = tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else tokenizer.eos_token_id)
         pre, post = separator.split(PRM_TOKEN)
         self._sep_pre, self._sep_post = self._ids(pre), self._ids(post)
-        self._chat_prefix = self._ids(spec.chat_prefix.format(system=spec.system_prompt), split=False)
+        self.chat_prefix = (spec.eval_chat_prefix if prompt_style == "authors_eval" else spec.chat_prefix
+                            ).format(system=spec.system_prompt)
+        self.prefix_ids = bos_ids(tokenizer) + self._ids(self.chat_prefix, split=False)
+        self._clean = authors_clean_question if prompt_style == "authors_eval" else clean_question
 
     def _ids(self, text: str, *, split: bool = True) -> list[int]:
         if not text:
@@ -165,10 +200,10 @@ class Formatter:
         sizes = self._model_image_sizes(image_sizes)
         counts = [self.images.num_tokens(w, h) for w, h in sizes]
 
-        ids = list(self._chat_prefix)
+        ids = list(self.prefix_ids)
         for n in counts:
             ids += self.images.placeholder_ids(n) + self._ids("\n")
-        ids += self._ids(f"Question: {clean_question(str(example.get('question', '')))}\nProcess: ")
+        ids += self._ids(f"Question: {self._clean(str(example.get('question', '')))}\nProcess: ")
         texts = [str(s).strip() for s in steps]
         step_ids = self.tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         labels = _step_labels(example, len(steps))

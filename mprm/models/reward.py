@@ -29,6 +29,7 @@ from transformers.utils import ModelOutput
 from mprm.data.labels import IGNORE_LABEL
 from mprm.models.backbones import BackboneSpec, detect_backbone, get_backbone
 from mprm.models.heads import StepHead, get_head, make_head
+from mprm.models.hub import CheckpointNotFound, looks_like_hub_id, resolve_checkpoint
 from mprm.models.lora import LoraSettings, apply_lora
 from mprm.models.prompting import DEFAULT_SEPARATOR, PRM_TOKEN, Formatter
 
@@ -57,11 +58,23 @@ class RewardOutput(ModelOutput):
         return self.loss_sum / self.n_labelled.clamp(min=1)
 
 
-def _single_token_id(tokenizer: Any, token: str) -> int:
-    ids = tokenizer(token, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        raise ValueError(f"the reward head needs {token!r} to be one token, but this tokenizer splits it into {ids}")
-    return int(ids[0])
+def yes_no_ids(tokenizer: Any, yes: str = "Yes", no: str = "No") -> tuple[int, int]:
+    """The vocabulary ids of the head's two tokens, as the authors take them:
+    ``convert_tokens_to_ids(["Yes", "No"])`` (a vocabulary entry, not how the text "Yes" would be
+    tokenised, which differs for SentencePiece tokenizers that prefix a space: "▁Yes").
+
+    A clear error when either is not a single vocabulary entry, naming the entries that are.
+    """
+    vocab = tokenizer.get_vocab()
+    ids = []
+    for token in (yes, no):
+        if token not in vocab:
+            similar = sorted(t for t in vocab if t.strip("▁Ġ ").lower() == token.lower())[:6]
+            raise ValueError(f"the reward head needs {token!r} as one vocabulary entry, but this tokenizer has none"
+                             + (f"; similar entries: {similar} (set the backbone's yes_token/no_token, "
+                                "docs/models.md)" if similar else ""))
+        ids.append(int(tokenizer.convert_tokens_to_ids(token)))
+    return ids[0], ids[1]
 
 
 def _gathered(weight: torch.Tensor):
@@ -162,7 +175,8 @@ class StepRewardModel(nn.Module):
         return {
             "format_version": FORMAT_VERSION, "backbone": self.backbone_name, "head": self.head,
             "separator": f.separator, "max_length": f.max_length, "multi_image": f.multi_image,
-            "max_columns": f.max_columns, "image_settings": dict(f.images.settings), "prm_token": PRM_TOKEN,
+            "max_columns": f.max_columns, "prompt_style": f.prompt_style, "image_settings": dict(f.images.settings),
+            "prm_token": PRM_TOKEN,
             "yes_token_id": self.yes_id, "no_token_id": self.no_id,
             "lora": self.lora.to_dict() if self.lora is not None else None, "base_model": self.base_model_path,
         }
@@ -228,7 +242,7 @@ def build_reward_model(
     freeze_vision: bool = True, lora: LoraSettings | None = None,
     gradient_checkpointing: bool = False,
     multi_image: str = "canvas", max_tiles: int | None = None, min_pixels: int | None = None,
-    max_pixels: int | None = None, max_columns: int = 3,
+    max_pixels: int | None = None, max_columns: int = 3, prompt_style: str = "train", revision: str | None = None,
 ) -> StepRewardModel:
     """Load a base checkpoint (folder or hub id) through ``from_pretrained`` and add the step head.
 
@@ -241,6 +255,8 @@ def build_reward_model(
     from transformers import AutoTokenizer
 
     head_cls = get_head(head)
+    source = str(path)
+    path = resolve_checkpoint(path, revision=revision)  # a hub id -> its local snapshot (mprm/models/hub.py)
     name = backbone or detect_backbone(path)
     spec = get_backbone(name)
     tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=spec.trust_remote_code)
@@ -250,11 +266,11 @@ def build_reward_model(
         kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
     model = spec.model_cls().from_pretrained(str(path), **kwargs)
     add_prm_token(model, tokenizer)
-    yes_id, no_id = _single_token_id(tokenizer, spec.yes_token), _single_token_id(tokenizer, spec.no_token)
+    yes_id, no_id = yes_no_ids(tokenizer, spec.yes_token, spec.no_token)
     images = spec.make_images(Path(path), model.config, tokenizer,
                               {"max_tiles": max_tiles, "min_pixels": min_pixels, "max_pixels": max_pixels})
     formatter = Formatter(tokenizer=tokenizer, spec=spec, images=images, separator=separator, max_length=max_length,
-                          multi_image=multi_image, max_columns=max_columns)
+                          multi_image=multi_image, max_columns=max_columns, prompt_style=prompt_style)
     for pname, p in model.named_parameters():
         p.requires_grad_(not (freeze_vision and spec.part_of(pname) == "vision"))
     if gradient_checkpointing:
@@ -262,7 +278,8 @@ def build_reward_model(
     if lora is not None:
         model = apply_lora(model, spec, lora, keep_lm_head=head_cls.uses_lm_head)
     return StepRewardModel(model, spec=spec, backbone_name=name, formatter=formatter, head=head, yes_id=yes_id,
-                           no_id=no_id, lora=lora, base_model_path=str(Path(path).resolve()) if Path(path).exists() else str(path))
+                           no_id=no_id, lora=lora,
+                           base_model_path=source if looks_like_hub_id(source) else str(Path(source).resolve()))
 
 
 def load_reward_model(directory: str | Path, *, dtype: torch.dtype | str | None = None, **overrides: Any) -> StepRewardModel:
@@ -273,7 +290,7 @@ def load_reward_model(directory: str | Path, *, dtype: torch.dtype | str | None 
     """
     from safetensors.torch import load_file
 
-    directory = Path(directory)
+    directory = resolve_checkpoint(directory, revision=overrides.pop("revision", None))
     cfg_path = directory / CONFIG_FILE
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path}: not found; {directory} is not a saved mprm reward model")
@@ -284,6 +301,7 @@ def load_reward_model(directory: str | Path, *, dtype: torch.dtype | str | None 
     kwargs: dict[str, Any] = dict(
         backbone=cfg["backbone"], head=cfg["head"], separator=cfg["separator"], max_length=cfg["max_length"],
         multi_image=cfg["multi_image"], max_columns=cfg.get("max_columns", 3), dtype=dtype,
+        prompt_style=cfg.get("prompt_style", "train"),
         max_tiles=image.get("max_tiles"), min_pixels=image.get("min_pixels"), max_pixels=image.get("max_pixels"),
     )
     kwargs.update(overrides)
@@ -291,8 +309,8 @@ def load_reward_model(directory: str | Path, *, dtype: torch.dtype | str | None 
         from peft.utils import load_peft_weights, set_peft_model_state_dict
 
         base = cfg.get("base_model")
-        if not base or not (Path(base) / "config.json").is_file():
-            raise FileNotFoundError(f"{cfg_path}: LoRA adapters need their base checkpoint, base_model={base!r} not found")
+        if not base:
+            raise CheckpointNotFound(f"{cfg_path}: LoRA adapters need their base checkpoint, but base_model is empty")
         model = build_reward_model(base, lora=LoraSettings.from_dict(cfg["lora"]), **kwargs)
         result = set_peft_model_state_dict(model.backbone, load_peft_weights(str(directory / ADAPTER_DIR)))
         missing = [k for k in getattr(result, "unexpected_keys", [])]

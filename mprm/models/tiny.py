@@ -126,16 +126,18 @@ def _build_internvl(out: Path, words: Sequence[str], text: dict[str, Any]) -> No
     from transformers import InternVLConfig, InternVLForConditionalGeneration
 
 
-    specials = ["<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<|video_pad|>"]
+    specials = ["<s>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<|video_pad|>"]
     extra = {"start_image_token": "<img>", "end_image_token": "</img>",
              "context_image_token": "<IMG_CONTEXT>", "video_token": "<|video_pad|>"}
     tok = tiny_tokenizer(specials, extra, words=words)
     ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+    _open_with_bos(tok, "<s>", ids["<s>"])
     cfg = InternVLConfig(
         vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                            image_size=[56, 56], patch_size=[14, 14]),
         text_config=dict(model_type="qwen2", **text, vocab_size=len(tok), rope_parameters={"rope_type": "default", "rope_theta": 1e4},
-                         bos_token_id=0, eos_token_id=ids["<|im_end|>"], pad_token_id=0, tie_word_embeddings=False),
+                         bos_token_id=ids["<s>"], eos_token_id=ids["<|im_end|>"], pad_token_id=0,
+                         tie_word_embeddings=False),
         image_token_id=ids["<IMG_CONTEXT>"], image_seq_length=4, downsample_ratio=0.5, tie_word_embeddings=False,
     )
     model = InternVLForConditionalGeneration._from_config(cfg)
@@ -146,6 +148,16 @@ def _build_internvl(out: Path, words: Sequence[str], text: dict[str, Any]) -> No
         "crop_to_patches": True, "min_patches": 1, "max_patches": TINY_INTERNVL_TILES,
         "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
         SETTINGS_KEY: settings}, indent=2) + "\n")
+
+
+def _open_with_bos(tok: Any, bos: str, bos_id: int) -> None:
+    """Make the tokenizer open every encoded text with ``bos``, as InternLM2's does (its
+    ``add_bos_token``): the tiny InternVL then covers the BOS handling of the real 8B release."""
+    from tokenizers.processors import TemplateProcessing
+
+    tok.bos_token = bos
+    tok.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos}:0 $A:0", pair=f"{bos}:0 $A:0 {bos}:1 $B:1", special_tokens=[(bos, bos_id)])
 
 
 def _mrope_section(text: dict[str, Any]) -> list[int]:

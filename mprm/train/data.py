@@ -150,10 +150,10 @@ def encoding_key(formatter: Any, *, image_root: str, table_fingerprint: str) -> 
     payload = {
         "separator": formatter.separator, "max_length": formatter.max_length,
         "multi_image": formatter.multi_image, "max_columns": formatter.max_columns,
-        "chat_prefix": formatter.spec.chat_prefix.format(system=formatter.spec.system_prompt),
+        "prompt_style": formatter.prompt_style, "prefix_ids": formatter.prefix_ids,
         "images": images, "image_handler": type(formatter.images).__name__,
         "tokenizer": _tokenizer_digest(formatter.tokenizer), "image_root": str(Path(image_root).resolve()),
-        "table": table_fingerprint, "version": 3,
+        "table": table_fingerprint, "version": 4,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -99,6 +99,7 @@ def build_model(cfg: Config, strategy: Strategy) -> torch.nn.Module:
     lora = LoraSettings(r=m.lora_rank, alpha=m.lora_alpha, dropout=m.lora_dropout) if m.lora_rank > 0 else None
     return strategy.build_model(lambda: build_reward_model(
         m.path, backbone=m.backbone, head=m.head, separator=m.separator, max_length=m.max_length,
+        prompt_style=m.prompt_style, revision=m.revision,
         dtype=model_dtype(cfg, strategy), attn_implementation=m.attn_implementation, freeze_vision=m.freeze_vision,
         lora=lora, gradient_checkpointing=cfg.train.gradient_checkpointing, multi_image=m.multi_image,
         max_tiles=m.max_tiles, min_pixels=m.min_pixels, max_pixels=m.max_pixels))
