@@ -48,8 +48,13 @@ def prepare_output_dir(path: str | Path) -> Path:
 
 @contextlib.contextmanager
 def atomic_target(path: str | Path) -> Iterator[Path]:
-    """Yield a hidden temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
+    """Yield a hidden temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
+
+    Temporary files of ``path`` that a killed writer left behind are removed first.
+    """
     path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # created by the writer, so the umask applies
     try:
         yield tmp
