@@ -86,23 +86,35 @@ def _gathered(weight: torch.Tensor):
     return contextlib.nullcontext()
 
 
-def add_prm_token(model: nn.Module, tokenizer: Any) -> int:
-    """Add ``<prm>`` as a special token; resize embeddings if needed; new rows = mean of old rows.
+#: A resized vocabulary is padded to a multiple of this (as transformers pads), so its size depends on
+#: the tokenizer only, never on the strategy (decisions.md D-MODELS-11).
+VOCAB_MULTIPLE = 64
 
-    The mean of the existing rows (over the tokenizer's real vocabulary) keeps the new token's
-    embedding in the distribution the model has seen (decisions.md D-MODELS-3); it is
-    deterministic, so a LoRA checkpoint can rebuild its base exactly. No-op when present.
+
+def embedding_rows(weight: torch.Tensor) -> int:
+    """Rows of an embedding weight; under ZeRO-3 the partitioned tensor is empty and ``ds_shape``
+    holds the real shape."""
+    return int(weight.ds_shape[0]) if hasattr(weight, "ds_shape") else int(weight.shape[0])
+
+
+def add_prm_token(model: nn.Module, tokenizer: Any) -> int:
+    """Add ``<prm>`` as a special token; its embedding row (and LM-head row) = mean of the real rows.
+
+    A checkpoint whose embedding already has a free row past the tokenizer (the real Qwen2.5-VL:
+    152,064 rows for 151,665 tokens) keeps its size. Otherwise the embedding grows once, to
+    ``len(tokenizer)`` rounded up to a multiple of :data:`VOCAB_MULTIPLE`, the same size under
+    every strategy (decisions.md D-MODELS-11). The mean of the existing rows (over the tokenizer's
+    real vocabulary) keeps the new token's embedding in the distribution the model has seen
+    (decisions.md D-MODELS-3); it is deterministic, so a LoRA checkpoint can rebuild its base
+    exactly. No-op when present.
     """
     if PRM_TOKEN in tokenizer.get_vocab():
         return int(tokenizer.convert_tokens_to_ids(PRM_TOKEN))
     n_real = len(tokenizer)
     tokenizer.add_tokens([PRM_TOKEN], special_tokens=True)
     prm_id = int(tokenizer.convert_tokens_to_ids(PRM_TOKEN))
-    if prm_id >= model.get_input_embeddings().weight.shape[0] or (
-        hasattr(model.get_input_embeddings().weight, "ds_shape")
-        and prm_id >= model.get_input_embeddings().weight.ds_shape[0]
-    ):
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    if prm_id >= embedding_rows(model.get_input_embeddings().weight):
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=VOCAB_MULTIPLE, mean_resizing=False)
     weights = [model.get_input_embeddings().weight]
     out = model.get_output_embeddings()
     if out is not None and out.weight is not weights[0]:

@@ -96,9 +96,25 @@ def test_prm_token_added_and_initialised_to_mean(tiny_dir):
     prm = m.formatter.prm_token_id
     assert prm == len(base_tok)
     emb = m.hf_model.get_input_embeddings().weight
-    assert emb.shape[0] == len(base_tok) + 1
+    assert emb.shape[0] == -(-(len(base_tok) + 1) // 64) * 64  # grown once, padded to a multiple of 64
     assert torch.allclose(emb[prm], emb[:len(base_tok)].mean(0), atol=1e-6)
     assert m.tokenizer.convert_ids_to_tokens(m.yes_id) == "Yes" and m.tokenizer.convert_ids_to_tokens(m.no_id) == "No"
+
+
+def test_prm_token_takes_a_free_row_without_resizing(tiny_qwen_dir, tmp_path):
+    """A checkpoint whose embedding has rows past its tokenizer (the real Qwen2.5-VL) keeps its size."""
+    from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+    base = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_qwen_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_qwen_dir)
+    base.resize_token_embeddings(len(tok) + 10, mean_resizing=False)
+    base.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_bytes((tiny_qwen_dir / "preprocessor_config.json").read_bytes())
+    m = build_reward_model(tmp_path)
+    assert m.formatter.prm_token_id == len(tok)
+    assert m.hf_model.get_input_embeddings().weight.shape[0] == len(tok) + 10
+    assert m.hf_model.get_output_embeddings().weight.shape[0] == len(tok) + 10
 
 
 def test_linear_head(tiny_dir, examples, image_root):
