@@ -2,16 +2,20 @@
 the same BIS rule, on a VisualPRM400K-scale corpus written here (METHOD.md 1, 3 and 9).
 
 Full scale is 565,096 rollouts in 38 files, ~300-character steps, 5.6 steps per rollout (about
-1.3 GB of jsonl). Both run as subprocesses in the same invocation; the script reports wall-clock
-seconds, the speed-up, each one's peak RSS, and checks that both chose the same rollouts.
+1.3 GB of jsonl); the 1/10 scale (``--scale 0.1``, 56,510 rollouts, 0.13 GB) is where start-up
+(imports, worker processes) and output writing weigh most. Both run as subprocesses in the same
+invocation, alternating ``--repeat`` times; the script reports median wall-clock and CPU seconds,
+the speed-up, peak RSS, the load average, and checks that both chose the same rollouts.
+Targets (docs/selection.md): >= 3x at 1/10 scale and >= 3.75x at full scale, wall-clock, on two
+free cores.
 
-    .venv/bin/python benchmarks/select_bench.py --scale 1.0 --workdir /tmp/mprm_bench
+    .venv/bin/python benchmarks/select_bench.py --scale 0.1 --scale 1.0 --repeat 3 --workdir /tmp/mprm_bench --keep --reuse
     .venv/bin/python benchmarks/select_bench.py --scale 0.1        # a quick run
-    .venv/bin/python benchmarks/select_bench.py --scale 0.3 --repeat 3 --keep --reuse
 
-The corpus is deleted afterwards unless ``--keep``; ``--reuse`` takes a kept one of the same size.
-The machine's load average before and after is printed with the figures: on a shared machine
-the wall-clock speed-up says as much about the other jobs as about this code.
+With several ``--scale`` each gets its own sub-folder of ``--workdir``. The corpus is deleted
+afterwards unless ``--keep``; ``--reuse`` takes a kept one of the same size. The load average
+before and after is printed with the figures: on a shared machine the wall-clock speed-up says
+as much about the other jobs as about this code (the CPU ratio much less so).
 """
 
 from __future__ import annotations
@@ -121,8 +125,10 @@ def write_corpus(root: Path, *, rollouts: int, files: int, seed: int = 0, step_c
     return total
 
 
-def _measure(cmd: list[str]) -> tuple[float, int, float]:
-    proc = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True)
+def _measure(cmd: list[str], pythonpath: str | None = None) -> tuple[float, int, float]:
+    env = dict(os.environ, PYTHONPATH=pythonpath) if pythonpath else None
+    proc = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, env=env,
+                          cwd=pythonpath)
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
     line = [x for x in proc.stderr.splitlines() if x.startswith("MEASURE ")][-1]
@@ -153,7 +159,8 @@ def _corpus(work: Path, rollouts: int, reuse: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--scale", type=float, default=1.0, help="fraction of the full corpus size (1.0 = 565,096 rollouts)")
+    ap.add_argument("--scale", type=float, action="append", help="fraction of the full corpus size (1.0 = 565,096 "
+                    "rollouts, 0.1 = the 1/10 scale); repeat the flag for several sizes (default 1.0)")
     ap.add_argument("--fraction", type=float, default=0.25, help="kept fraction rho")
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--workers", type=int, default=2, help="mprm select --workers")
@@ -161,9 +168,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default="/tmp/mprm_select_bench")
     ap.add_argument("--reuse", action="store_true", help="reuse a corpus of the same size left in --workdir by --keep")
     ap.add_argument("--keep", action="store_true", help="keep the corpus and outputs")
+    ap.add_argument("--reference", help="also time the mprm package found in this folder (e.g. an exported older "
+                    "commit: git archive COMMIT mprm | tar -x -C DIR), alternating with the others")
     args = ap.parse_args(argv)
-    work = Path(args.workdir)
-    rollouts = max(FULL_FILES, round(FULL_ROLLOUTS * args.scale))
+    scales = args.scale or [1.0]
+    results = []
+    for scale in scales:
+        root = Path(args.workdir).resolve()
+        work = root if len(scales) == 1 else root / f"scale_{scale:g}"
+        results.append(run_scale(work, scale, args))
+        print(json.dumps(results[-1], indent=2), flush=True)
+    print("\nscale  rollouts   GB     mprm wall/CPU s   stdlib wall/CPU s   speed-up  CPU ratio  load before->after"
+          + ("  reference wall/CPU s  speed-up" if args.reference else ""))
+    for r in results:
+        print(f"{r['scale']:<6g} {r['rollouts']:<10,} {r['gigabytes']:<6.2f} {r['mprm_select_s']:>6.2f} / {r['mprm_cpu_s']:<8.2f}"
+              f"{r['stdlib_json_s']:>6.2f} / {r['stdlib_cpu_s']:<10.2f} {r['speedup']:<9.2f} {r['cpu_time_ratio']:<10.2f}"
+              f"{r['load_average_before'][0]:.1f} -> {r['load_average_after'][0]:.1f}"
+              + (f"         {r['reference_s']:.2f} / {r['reference_cpu_s']:.2f}      {r['reference_speedup']:.2f}"
+                 if "reference_s" in r else ""))
+    return 0 if all(r["same_selection"] for r in results) else 1
+
+
+def run_scale(work: Path, scale: float, args: argparse.Namespace) -> dict:
+    """Write (or reuse) the corpus of one scale, time both implementations, check their choice."""
+    rollouts = max(FULL_FILES, round(FULL_ROLLOUTS * scale))
     size = _corpus(work, rollouts, args.reuse)
     script = work / "baseline.py"
     script.write_text(BASELINE)
@@ -172,28 +200,37 @@ def main(argv: list[str] | None = None) -> int:
     base_cmd = [str(script), str(work / "annotations"), str(work / "base"), str(args.fraction), str(args.alpha)]
     try:
         load_before = os.getloadavg()
-        fast, base = [], []
+        fast, base, ref = [], [], []
+        ref_cmd = [*fast_cmd[:-1], str(work / "ref")]
         for _ in range(args.repeat):
-            for d in ("fast", "base"):
+            for d in ("fast", "base", "ref"):
                 shutil.rmtree(work / d, ignore_errors=True)
                 (work / d).mkdir()
             fast.append(_measure(fast_cmd))
             base.append(_measure(base_cmd))
+            if args.reference:
+                ref.append(_measure(ref_cmd, str(Path(args.reference).resolve())))
         load_after = os.getloadavg()
         same = _ids(work / "fast" / "selected.jsonl") == _ids(work / "base" / "selected.jsonl")
         (fast_wall, fast_rss, fast_cpu), (base_wall, base_rss, base_cpu) = _median(fast), _median(base)
-        result = {"rollouts": rollouts, "files": FULL_FILES, "gigabytes": round(size / 1e9, 3), "fraction": args.fraction,
-                  "workers": args.workers, "cpus": os.cpu_count(), "repeat": args.repeat,
-                  "mprm_select_s": round(fast_wall, 2), "stdlib_json_s": round(base_wall, 2),
-                  "speedup": round(base_wall / fast_wall, 2), "mprm_cpu_s": round(fast_cpu, 2),
-                  "stdlib_cpu_s": round(base_cpu, 2), "cpu_time_ratio": round(base_cpu / fast_cpu, 2),
-                  "mprm_peak_rss_gb": round(fast_rss / 1e9, 3), "stdlib_peak_rss_gb": round(base_rss / 1e9, 3),
-                  "same_selection": same, "load_average_before": [round(x, 2) for x in load_before],
-                  "load_average_after": [round(x, 2) for x in load_after],
-                  "runs_wall_s": {"mprm": [round(r[0], 2) for r in fast], "stdlib": [round(r[0], 2) for r in base]},
-                  "runs_cpu_s": {"mprm": [round(r[2], 2) for r in fast], "stdlib": [round(r[2], 2) for r in base]}}
-        print(json.dumps(result, indent=2))
-        return 0 if same else 1
+        reference = {}
+        if ref:
+            ref_wall, ref_rss, ref_cpu = _median(ref)
+            same = same and _ids(work / "ref" / "selected.jsonl") == _ids(work / "base" / "selected.jsonl")
+            reference = {"reference": str(args.reference), "reference_s": round(ref_wall, 2), "reference_cpu_s": round(ref_cpu, 2),
+                         "reference_speedup": round(base_wall / ref_wall, 2),
+                         "reference_runs_wall_s": [round(r[0], 2) for r in ref]}
+        return {"scale": scale, "rollouts": rollouts, "files": FULL_FILES, "gigabytes": round(size / 1e9, 3),
+                "fraction": args.fraction, "workers": args.workers, "cpus": os.cpu_count(), "repeat": args.repeat,
+                "mprm_select_s": round(fast_wall, 2), "stdlib_json_s": round(base_wall, 2),
+                "speedup": round(base_wall / fast_wall, 2), "mprm_cpu_s": round(fast_cpu, 2),
+                "stdlib_cpu_s": round(base_cpu, 2), "cpu_time_ratio": round(base_cpu / fast_cpu, 2),
+                "mprm_peak_rss_gb": round(fast_rss / 1e9, 3), "stdlib_peak_rss_gb": round(base_rss / 1e9, 3),
+                "same_selection": same, "load_average_before": [round(x, 2) for x in load_before],
+                "load_average_after": [round(x, 2) for x in load_after],
+                "runs_wall_s": {"mprm": [round(r[0], 2) for r in fast], "stdlib": [round(r[0], 2) for r in base]},
+                "runs_cpu_s": {"mprm": [round(r[2], 2) for r in fast], "stdlib": [round(r[2], 2) for r in base]},
+                **reference}
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

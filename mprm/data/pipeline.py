@@ -124,8 +124,12 @@ def _select(inputs: Any, settings: SelectionSettings, files: list[tuple[Path, st
     threshold = settings.threshold
     jobs = [(str(p), s, settings.lenient, settings.unannotated, threshold) for p, s in files]
     results = pool.imap(_scan_job, jobs) if pool is not None else map(_scan_job, jobs)
-    if pool is not None:
-        import numpy  # noqa: F401  (while the workers read)
+    if pool is not None:  # while the workers read: numpy and the modules of the next steps
+        import mprm.data.report  # noqa: F401
+        import mprm.data.selection  # noqa: F401
+
+        if plot:
+            from PIL import Image, ImageDraw, ImageFont, PngImagePlugin  # noqa: F401
     scans: list[FileScan] = []
     for scan in _each(results, _bar(progress, len(files), "scan")):
         scans.append(scan)
