@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import gc
 import json
+import math
 import os
 import statistics
 import sys
@@ -157,7 +158,8 @@ def synthetic_examples(formatter: Any, *, n: int, seq_len: int, steps: int, imag
         ex = {**base, "id": f"synthetic-{i}", "steps": text}
         got = len(formatter.encode_text(ex, image_sizes=[image_size], max_length=10**9)["input_ids"])
         if got != seq_len - (shorter_by if i % 2 else 0):
-            raise RuntimeError(f"synthetic rollout has {got} tokens, wanted {seq_len}: the tokenizer merged the filler")
+            raise RuntimeError(f"synthetic rollout {i} has {got} tokens, not {seq_len - (shorter_by if i % 2 else 0)}:"
+                               " the stand-in tokenizer merged the filler text")
         out.append(ex)
     return out
 
@@ -314,7 +316,8 @@ def run_scoring(cfg: Any, args: argparse.Namespace, device: str, tmp: Path) -> d
     start = _sync(device)
     scores = score_batch(model, examples, image_root=tmp, batch_size=args.score_batch)
     seconds = _sync(device) - start
-    assert all(len(s) == args.rollout_steps for s in scores)
+    if any(len(s) != args.rollout_steps or any(math.isnan(x) for x in s) for s in scores):
+        raise RuntimeError(f"score_batch returned {[len(s) for s in scores]} scores for {args.rollout_steps} steps each")
     out = {"status": "ok", "batch": args.score_batch, "rollouts": len(examples), "seconds": seconds,
            "rollouts_per_s": len(examples) / seconds, "tokens_per_s": len(examples) * args.seq_len / seconds,
            "peak_memory_gb": _peak_gb(device)}
