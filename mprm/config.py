@@ -73,7 +73,9 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     train: str = _f("", "training data: a corpus folder (annotations/*.jsonl), a .jsonl/.parquet, or a selected.jsonl")
-    image_root: str = _f("", "folder the records' image paths are relative to")
+    image_root: str = _f("", "folder the records' image paths are relative to; empty = the folder holding "
+                             "annotations/ when data.train is <root>/annotations (VisualPRM400K as downloaded), "
+                             "else data.train's folder")
     label_threshold: float = _f(0.0, "hard label y = 1[s > tau] (METHOD.md 2); ignored when soft_labels")
     soft_labels: bool = _f(False, "train on the MC score itself as the target (METHOD.md 2 ablation)")
     group_by_length: bool = _f(True, "sort each optimiser step's examples by length into micro batches")

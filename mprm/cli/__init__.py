@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("mprm.cli.synth", "write a synthetic corpus, benchmark and images for tests and the demo"),
     "tiny": ("mprm.cli.tiny", "write a tiny random backbone (optionally pretrained on synthetic data)"),
     "convert-internvl": ("mprm.cli.convert_internvl", "convert an original InternVL2.5 release to the native transformers layout"),
+    "format": ("mprm.cli.format", "show what the model sees for one record: tokens, <prm> positions, labels, truncation"),
     "eval": ("mprm.eval.cli", "score a benchmark, recompute metrics, sweep checkpoints or rerank Best-of-N (same as eval.py)"),
     "report": ("mprm.cli.report", "compare finished runs with the paper's published numbers"),
     "demo": ("mprm.cli.demo", "run the whole pipeline end to end on CPU with a tiny model"),

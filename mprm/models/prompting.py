@@ -149,7 +149,8 @@ class Formatter:
         paths = [root / p for p in example.get("images") or []]
         for p in paths:
             if not p.is_file():
-                raise FileNotFoundError(f"item {_item_id(example)}: image {p} not found")
+                raise FileNotFoundError(f"item {_item_id(example)}: image {p} not found (image root {root.resolve()}: "
+                                        "set the image root to the folder the record's paths are relative to)")
         return paths
 
     def image_sizes(self, example: dict[str, Any], image_root: str | Path | None = None) -> list[tuple[int, int]]:

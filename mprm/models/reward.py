@@ -333,3 +333,14 @@ def load_reward_model(directory: str | Path, *, dtype: torch.dtype | str | None 
     if model.score_head.has_parameters:
         model.score_head.load_state_dict(load_file(str(directory / SCORE_HEAD_FILE)))
     return model
+
+
+def load_any_model(spec: str | Path, *, backbone: str | None = None, head: str | None = None,
+                   prompt_style: str | None = None, revision: str | None = None) -> StepRewardModel:
+    """A saved reward model (its folder holds ``mprm_config.json``) or else a base checkpoint with a
+    fresh head (zero-shot: ``backbone`` / ``head`` apply); ``spec`` is a folder or a hub id."""
+    folder = resolve_checkpoint(spec, revision=revision)
+    extra = {"prompt_style": prompt_style} if prompt_style else {}
+    if (folder / CONFIG_FILE).is_file():
+        return load_reward_model(folder, **extra)
+    return build_reward_model(folder, backbone=backbone, head=head or "yes_no", **extra)

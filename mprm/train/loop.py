@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from mprm.config import Config, ConfigError, accumulation_steps, check_required, to_yaml
+from mprm.data.examples import default_image_root
 from mprm.train import checkpoint as ckpt
 from mprm.train.data import (
     IGNORE_LABEL,
@@ -200,7 +201,8 @@ def select_training_file(run: Run) -> Path:
 def prepare_data(run: Run, formatter: Any, train_file: Path) -> TrainData:
     """Memory-mapped table, cached tokenisation (rank 0 first), batch plan; data_summary.json."""
     cfg, strategy, t = run.cfg, run.strategy, run.cfg.train
-    image_root = cfg.data.image_root or str(train_file.parent)
+    # VisualPRM400K as downloaded: <root>/annotations/*.jsonl with image paths relative to <root>
+    image_root = cfg.data.image_root or str(default_image_root(cfg.data.train))
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run.out / "cache"
     with strategy.main_process_first():
         table = load_table(train_file, threshold=cfg.data.label_threshold, soft=cfg.data.soft_labels,
