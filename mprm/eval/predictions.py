@@ -30,10 +30,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
 from mprm.data.labels import FILE_LABELS, from_file_coding, to_file_coding
 from mprm.errors import UserError
+from mprm.eval.files import atomic_write_text
 
 LABEL_CODING = "process_correctness"
 PREDICTION_FIELDS = ("id", "data_source", "labels", "scores")
-REQUIRED = PREDICTION_FIELDS  # kept for callers of the old name
 
 _OLD_CODING_HELP = (
     "since this version mprm writes step labels in the benchmark's coding (1 correct, -1 incorrect, "
@@ -279,8 +279,8 @@ def match_rows(
         for key in row_fields:
             if row[key] != item[key]:
                 shown = to_file_coding if key == "labels" else (lambda v: v)
-                raise PredictionsError(f"{where}: row id {row['id']!r}: {key} {shown(row[key])!r} differ from the "
-                                       f"item's in {origin} ({shown(item[key])!r}): {fix}")
+                raise PredictionsError(f"{where}: row id {row['id']!r}: {key} = {shown(row[key])!r}, but the item in "
+                                       f"{origin} has {shown(item[key])!r}: {fix}")
         if len(row["scores"]) != len(item["steps"]):
             raise PredictionsError(f"{where}: row id {row['id']!r}: {len(row['scores'])} scores for "
                                    f"{len(item['steps'])} steps of the item in {origin}: {fix}")
@@ -291,27 +291,11 @@ def match_rows(
     return rows
 
 
-def order_rows(rows: Iterable[Mapping[str, Any]], order: Sequence[str], *, origin: str) -> list[dict[str, Any]]:
-    """Rows de-duplicated by id and put in ``order``; an id outside ``order`` is an error."""
-    position = {id_: i for i, id_ in enumerate(order)}
-    by_id: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        id_ = str(row["id"])
-        if id_ not in position:
-            raise PredictionsError(f"{origin}: row id {id_!r} is not an item of this benchmark")
-        if id_ in by_id and by_id[id_] != row:
-            raise PredictionsError(f"{origin}: id {id_!r} appears twice with different contents")
-        by_id[id_] = dict(row)
-    return sorted(by_id.values(), key=lambda r: position[r["id"]])
-
-
 # -- writing ----------------------------------------------------------------------------------------
 
 
 def write_rows(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
     """Write ``rows`` to ``path`` atomically: a hidden temporary file, then a rename."""
-    from mprm.eval.files import atomic_write_text
-
     atomic_write_text(path, "".join(encode_row(r) for r in rows))
 
 

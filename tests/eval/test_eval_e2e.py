@@ -128,7 +128,7 @@ def test_resume_refuses_the_predictions_of_another_benchmark(single_run, rm_dir,
     pc = lines[2]["response"]["process_correctness"]
     pc[0] = -1 if pc[0] == 1 else 1
     changed = write_lines(tmp_path / "changed.jsonl", [json.dumps(it) for it in lines])
-    with pytest.raises(UserError, match=rf"predictions.jsonl:3: row id '{lines[2]['id']}': labels .* differ"):
+    with pytest.raises(UserError, match=rf"predictions.jsonl:3: row id '{lines[2]['id']}': labels = .*, but the item in .*changed.jsonl has"):
         evaluate_benchmark(model, changed, out, resume)
     assert not model.loaded  # refused before anything was loaded or scored
     assert not (out / "metrics.json").exists()  # a failed run leaves no metrics that look like its own

@@ -161,8 +161,8 @@ def test_rows_are_matched_to_the_benchmark_by_id_and_content():
     with pytest.raises(PredictionsError, match=r"f:1: row id 'zz' is not an item of b.jsonl: .*another benchmark"):
         match_rows([("f:1", {**rows[0][1], "id": "zz"})], items, row_fields=("data_source", "labels"), origin="b.jsonl")
     # same id, other labels: shown in the file coding
-    with pytest.raises(PredictionsError, match=r"f:1: row id 'a2': labels \[1, 1\] differ from the item's in "
-                                               r"b.jsonl \(\[1, -1\]\)"):
+    with pytest.raises(PredictionsError, match=r"f:1: row id 'a2': labels = \[1, 1\], but the item in "
+                                               r"b.jsonl has \[1, -1\]: it was written for another benchmark"):
         match_rows([("f:1", {**rows[0][1], "labels": [1, 1]})], items, row_fields=("data_source", "labels"),
                    origin="b.jsonl")
     with pytest.raises(PredictionsError, match=r"f:2: id 'a2' appears twice with different contents"):
