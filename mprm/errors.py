@@ -43,6 +43,11 @@ def take_debug_flag(argv: list[str]) -> list[str]:
     return [a for a in argv if a != "--debug"]
 
 
+def warn(message: str) -> None:
+    """A warning the user should see (stderr, one line): something was worked around, not ignored."""
+    print(f"mprm: warning: {' '.join(message.split())}", file=sys.stderr, flush=True)
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:

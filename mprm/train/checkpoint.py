@@ -8,10 +8,14 @@ Layout of one checkpoint::
                            torch) of every rank (accelerate's save_state; DeepSpeed's own
                            partitioned files under ZeRO)
       trainer_state.json   step, data cursor, schedule, counters, world size
+      manifest.json        every file above with its size, written last (a resume checks it)
 
 Everything is written to ``step-NNNNNN.tmp`` and renamed when complete, so a SIGKILL at any
 moment leaves either a complete checkpoint or a ``.tmp`` folder that resume ignores (and the next
-save removes). Pruning keeps the last ``keep_last`` resumable checkpoints; with ``keep_models``
+save removes). A checkpoint damaged later (a file truncated or deleted: its sizes no longer match
+``manifest.json``) is skipped on resume, with a warning naming it and the one resumed from. A save
+that fails (e.g. a full disk) removes its ``.tmp`` folder and raises an error naming the path, the
+space free and the size of the previous checkpoint, which stays intact. Pruning keeps the last ``keep_last`` resumable checkpoints; with ``keep_models``
 older ones keep their ``model/`` (the paper evaluates every 50-step checkpoint, METHOD.md 10.7)
 and lose only ``state/``.
 """
@@ -25,10 +29,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from mprm.errors import UserError, warn
 from mprm.train.strategy import Strategy
 
 _NAME = re.compile(r"^step-(\d{6,})$")
 STATE_FILE = "trainer_state.json"
+MANIFEST_FILE = "manifest.json"
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be written or resumed from (names the path and the fix)."""
 
 
 def checkpoint_name(step: int) -> str:
@@ -36,22 +46,71 @@ def checkpoint_name(step: int) -> str:
 
 
 def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints (renamed from ``.tmp``, with ``trainer_state.json``), oldest first."""
+    """Saved checkpoints (renamed from ``.tmp``), oldest first; :func:`problem` tells a damaged one."""
     root = Path(output_dir) / "checkpoints"
     found = []
     if root.is_dir():
         for d in root.iterdir():
             m = _NAME.match(d.name)
-            if m and d.is_dir() and (d / STATE_FILE).is_file():
+            if m and d.is_dir():
                 found.append((int(m.group(1)), d))
     return sorted(found)
 
 
+def _files(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != MANIFEST_FILE}
+
+
+def problem(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from (None when it can): a missing or unreadable
+    trainer state, no optimiser state, or files that differ from its manifest."""
+    try:
+        state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
+        int(state["step"])
+    except FileNotFoundError:
+        return f"no {STATE_FILE}"
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"{STATE_FILE} unreadable ({type(exc).__name__})"
+    if not (checkpoint / "state").is_dir():
+        return "no state/ (optimiser state pruned or missing)"
+    manifest = checkpoint / MANIFEST_FILE
+    if not manifest.is_file():
+        return None  # written by an mprm before manifests: nothing to compare against
+    try:
+        expected = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+    except (ValueError, KeyError, TypeError):
+        return f"{MANIFEST_FILE} unreadable"
+    actual = _files(checkpoint)
+    for name, size in expected.items():
+        if name not in actual:
+            return f"{name} missing"
+        if actual[name] != size:
+            return f"{name} has {actual[name]} bytes, {size} were written"
+    return None
+
+
 def latest_resumable(output_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint that still has its optimiser state, or None."""
+    """The newest checkpoint that can be resumed from, or None when there is none at all.
+
+    Damaged newer checkpoints are skipped with a warning naming them and the one used; when every
+    checkpoint with optimiser state is damaged, :class:`CheckpointError` (a fresh start would
+    silently throw the run's progress away).
+    """
+    damaged = []
     for _, d in reversed(list_checkpoints(output_dir)):
-        if (d / "state").is_dir():
+        if not (d / "state").is_dir():
+            continue  # pruned to its model: not resumable, not damaged
+        why = problem(d)
+        if why is None:
+            for bad, reason in damaged:
+                warn(f"{bad}: cannot resume from it ({reason}); resuming from the newest complete checkpoint {d}")
             return d
+        damaged.append((d, why))
+    if damaged:
+        listed = "; ".join(f"{d} ({why})" for d, why in damaged)
+        raise CheckpointError(f"{Path(output_dir) / 'checkpoints'}: no complete checkpoint to resume from: {listed}; "
+                              "remove the damaged folders, or start over with train.resume=none")
     return None
 
 
@@ -62,9 +121,10 @@ def resolve_resume(resume: str, output_dir: str | Path) -> Path | None:
     if resume == "auto":
         return latest_resumable(output_dir)
     path = Path(resume)
-    if not (path / STATE_FILE).is_file() or not (path / "state").is_dir():
-        raise FileNotFoundError(f"train.resume = {resume!r}: not a complete checkpoint folder (needs "
-                                f"{STATE_FILE} and state/); use auto, none, or OUTPUT_DIR/checkpoints/step-NNNNNN")
+    why = problem(path) if path.is_dir() else "no such folder"
+    if why is not None:
+        raise CheckpointError(f"train.resume = {resume!r}: not a complete checkpoint ({why}); use auto, none, or "
+                              "OUTPUT_DIR/checkpoints/step-NNNNNN")
     return path
 
 
@@ -86,19 +146,61 @@ def save_checkpoint(strategy: Strategy, model: Any, *, output_dir: str | Path, s
         if tmp.exists():
             shutil.rmtree(tmp)
     strategy.barrier()
-    if final.is_dir() and (final / STATE_FILE).is_file() and (final / "state").is_dir():
+    if final.is_dir() and problem(final) is None:
         return final  # resumed exactly at a saved step: nothing new to write
-    strategy.save_state(tmp / "state")
-    strategy.save_model(model, tmp / "model")
+    try:
+        strategy.save_state(tmp / "state")
+        strategy.save_model(model, tmp / "model")
+        if strategy.is_main:
+            (tmp / STATE_FILE).write_text(json.dumps(trainer_state, indent=1, sort_keys=True), encoding="utf-8")
+            (tmp / MANIFEST_FILE).write_text(json.dumps({"files": _files(tmp)}, indent=1), encoding="utf-8")
+            _fsync_tree(tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+    except (OSError, RuntimeError) as exc:
+        if not is_write_failure(exc):
+            raise
+        raise _save_failed(exc, tmp, final, output_dir) from exc
     if strategy.is_main:
-        (tmp / STATE_FILE).write_text(json.dumps(trainer_state, indent=1, sort_keys=True), encoding="utf-8")
-        _fsync_tree(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
         prune(output_dir, keep_last=keep_last, keep_models=keep_models)
     strategy.barrier()
     return final
+
+
+#: How torch.save reports a failed write (a full disk, a file-size limit): a RuntimeError from its
+#: C++ stream writer rather than an OSError.
+_TORCH_WRITE_FAILURE = re.compile(r"iostream error|PytorchStreamWriter failed|file write failed|unexpected pos \d+")
+
+
+def is_write_failure(exc: BaseException) -> bool:
+    """True for an OSError, or for torch.save's RuntimeError when its output file could not be written."""
+    chain = [exc, exc.__cause__, exc.__context__]
+    return any(isinstance(e, OSError) or (isinstance(e, RuntimeError) and _TORCH_WRITE_FAILURE.search(str(e)))
+               for e in chain if e is not None)
+
+
+def write_failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return "a write failed: " + " ".join(str(exc).split())[:120]
+
+
+def _size(folder: Path) -> int:
+    return sum(_files(folder).values()) if folder.is_dir() else 0
+
+
+def _save_failed(exc: BaseException, tmp: Path, final: Path, output_dir: str | Path) -> CheckpointError:
+    """Remove the half-written ``.tmp`` and say what happened, where, and how much space it needs."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    done = [d for _, d in list_checkpoints(output_dir) if d != final and problem(d) is None]
+    previous = done[-1] if done else None
+    free = shutil.disk_usage(final.parent).free
+    need = f"the previous checkpoint {previous} takes {_size(previous) / 2**20:.1f} MiB and is intact" \
+        if previous else "no earlier checkpoint exists"
+    return CheckpointError(f"{final}: checkpoint not saved ({write_failure_reason(exc)}); {free / 2**20:.1f} MiB free on "
+                           f"{final.parent}, {need}: free space (or raise the file-size limit), or set "
+                           "train.output_dir on a larger disk, then rerun to resume")
 
 
 def prune(output_dir: str | Path, *, keep_last: int, keep_models: bool) -> None:
