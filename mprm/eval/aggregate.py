@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mprm.errors import UserError
+
 #: name -> function of a non-empty sequence of finite step scores. ``mean`` is numpy's (pairwise
 #: summation), as Best-of-N has always used, so its picks are unchanged.
 AGGREGATES: dict[str, Callable[[Sequence[float]], float]] = {
@@ -50,9 +52,9 @@ class Aggregated:
 
 
 def check_aggregate(name: str) -> str:
-    """``name`` if it is a known rule, else a ``ValueError`` listing the rules."""
+    """``name`` if it is a known rule, else a :class:`UserError` listing the rules."""
     if name not in AGGREGATES:
-        raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {name!r}")
+        raise UserError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {name!r}")
     return name
 
 

@@ -15,12 +15,16 @@ Reading and aggregation import no torch; only :func:`evaluate_bon` scores with a
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from mprm.errors import UserError
 from mprm.eval.aggregate import AGGREGATES, aggregate as aggregate_scores, check_aggregate
+from mprm.eval.files import atomic_write_text
+from mprm.eval.settings import EvalSettings
 from mprm.eval.tables import render_bon_md
 
 __all__ = ["AGGREGATES", "bon_results", "candidate_items", "evaluate_bon", "pick", "read_bon"]
@@ -42,26 +46,26 @@ def read_bon(path: str | Path) -> list[dict[str, Any]]:
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+                raise UserError(f"{where}: not valid JSON ({exc.msg})") from None
             images = raw.get("images", raw.get("image"))
             images = [images] if isinstance(images, str) else images
             if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
-                raise ValueError(f"{where}: field 'image'/'images' must be a path or a list of paths, got {images!r}")
+                raise UserError(f"{where}: field 'image'/'images' must be a path or a list of paths, got {images!r}")
             for key in ("data_source", "question"):
                 if not isinstance(raw.get(key), str):
-                    raise ValueError(f"{where}: field {key!r} must be a string, got {raw.get(key)!r}")
+                    raise UserError(f"{where}: field {key!r} must be a string, got {raw.get(key)!r}")
             cands = raw.get("candidates")
             if not isinstance(cands, list) or not cands:
-                raise ValueError(f"{where}: field 'candidates' must be a non-empty list, got {cands!r}")
+                raise UserError(f"{where}: field 'candidates' must be a non-empty list, got {cands!r}")
             for j, c in enumerate(cands):
                 steps = c.get("steps") if isinstance(c, dict) else None
                 if not isinstance(steps, list) or not steps or not all(isinstance(s, str) for s in steps):
-                    raise ValueError(f"{where}: candidates[{j}].steps must be a non-empty list of strings, got {steps!r}")
+                    raise UserError(f"{where}: candidates[{j}].steps must be a non-empty list of strings, got {steps!r}")
                 if not isinstance(c.get("correct"), bool):
-                    raise ValueError(f"{where}: candidates[{j}].correct must be true or false, got {c.get('correct')!r}")
+                    raise UserError(f"{where}: candidates[{j}].correct must be true or false, got {c.get('correct')!r}")
             id_ = str(raw["id"]) if raw.get("id") not in (None, "") else str(n)
             if id_ in seen:
-                raise ValueError(f"{where}: duplicate id {id_!r}")
+                raise UserError(f"{where}: duplicate id {id_!r}")
             seen.add(id_)
             rows.append({"id": id_, "data_source": raw["data_source"], "images": images,
                          "question": raw["question"], "answer": raw.get("answer", ""),
@@ -110,7 +114,7 @@ def bon_results(
     ``scores``}]}; accuracies are fractions.
     """
     if not rows:
-        raise ValueError("Best-of-N needs at least one item")
+        raise UserError("Best-of-N needs at least one item")
     per_source: dict[str, list[tuple[list[bool], int]]] = {}
     picks = []
     for r in rows:
@@ -128,41 +132,34 @@ def bon_results(
     }
 
 
-def evaluate_bon(
-    bon_file: str | Path,
-    model_dir: str | Path,
-    image_root: str | Path,
-    out_dir: str | Path,
-    *,
-    aggregate: str = "mean",
-    batch_size: int = 8,
-    resume: bool = False,
-    skip_missing_images: bool = False,
-    max_length: int | None = None,
-) -> dict[str, Any] | None:
+def evaluate_bon(bon_file: str | Path, model: Any, out_dir: str | Path, settings: EvalSettings, *,
+                 aggregate: str = "mean") -> dict[str, Any] | None:
     """Score every candidate (``OUT/bon_predictions.jsonl``) and write ``bon.json`` + ``bon.md``.
 
+    ``model``: a :class:`mprm.eval.loading.LazyModel` or a loaded reward model. A step cut by the
+    token limit has no score: it is left out of its candidate's aggregate and counted
+    (``cut_steps``), as the RL reward does, or is an error with ``settings.strict_length``.
     Rank 0 returns the bon.json content; other ranks (under ``accelerate launch``) ``None``.
     """
-    from mprm.eval.pipeline import check_images
-    from mprm.eval.runner import score_items
+    from mprm.eval.items import check_images
+    from mprm.eval.runner import score_to_file
 
     check_aggregate(aggregate)
     rows = read_bon(bon_file)
-    rows, skipped = check_images(rows, image_root, origin=str(bon_file), skip=skip_missing_images)
-    scored = score_items(candidate_items(rows), model_dir=model_dir, image_root=image_root, out_dir=out_dir,
-                         name="bon_predictions", batch_size=batch_size, resume=resume,
-                         row_fields=("item", "candidate", "data_source", "correct"), desc="scoring candidates",
-                         max_length=max_length)
+    rows, skipped = check_images(rows, settings.image_root, origin=str(bon_file), skip=settings.skip_missing_images)
+    scored = score_to_file(candidate_items(rows), model, settings=settings, out_dir=out_dir, name="bon_predictions",
+                           row_fields=("item", "candidate", "data_source", "correct"), desc="scoring candidates",
+                           origin=str(bon_file))
     if scored is None:
         return None
     step_scores: dict[str, list[list[float]]] = {r["id"]: [] for r in rows}
     for s in scored:  # in item order, candidates in order
-        step_scores[s["item"]].append(s["scores"])
+        step_scores[s["item"]].append([math.nan if x is None else float(x) for x in s["scores"]])
     result = bon_results(rows, step_scores, aggregate=aggregate)
-    if skip_missing_images:
+    result["cut_steps"] = sum(x is None for s in scored for x in s["scores"])
+    if settings.skip_missing_images:
         result["skipped"] = {"count": len(skipped), "items": skipped}
     out = Path(out_dir)
-    (out / "bon.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    (out / "bon.md").write_text(render_bon_md(result), encoding="utf-8")
+    atomic_write_text(out / "bon.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out / "bon.md", render_bon_md(result))
     return result

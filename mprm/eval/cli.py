@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mprm.errors import UserError, run_entry
+from mprm.eval.aggregate import AGGREGATES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,8 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "in metrics.json and metrics.md, with a warning)")
     parser.add_argument("--device", default=None,
                         help="device to score on, e.g. cpu or cuda:1 (default: this process's device)")
-    parser.add_argument("--aggregate", choices=("mean", "min", "last"), default="mean",
-                        help="Best-of-N: how a candidate's step scores combine (default mean, METHOD.md 7)")
+    parser.add_argument("--aggregate", choices=tuple(AGGREGATES), default="mean",
+                        help="Best-of-N: how a candidate's step scores combine: mean (default, METHOD.md 7), min, last or prod (docs/rl.md)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also MPRM_DEBUG=1)")
     parser.set_defaults(prog=parser.prog)
 
@@ -148,11 +149,8 @@ def _run(args: argparse.Namespace) -> int:
         from mprm.eval.bon import evaluate_bon
         from mprm.eval.files import require_file
 
-        # evaluate_bon still takes keywords (mprm/eval/bon.py is being changed elsewhere); the model object
-        # goes through its model_dir argument to mprm.eval.runner.score_items, which accepts it.
-        result = evaluate_bon(require_file(args.bon, "--bon"), model, settings.require_image_root("--bon"), out,
-                              aggregate=args.aggregate, batch_size=settings.batch_size, resume=settings.resume,
-                              skip_missing_images=settings.skip_missing_images, max_length=settings.max_length)
+        settings.require_image_root("--bon")
+        result = evaluate_bon(require_file(args.bon, "--bon"), model, out, settings, aggregate=args.aggregate)
         if result is not None:
             o = result["overall"]
             print(f"Best-of-N ({result['aggregate']}): reranked {100 * o['reranked']:.2f}, first "

@@ -20,15 +20,14 @@ from typing import Any, Sequence
 from mprm.errors import UserError
 from mprm.eval.files import atomic_write_text, prepare_output_dir, remove_files, require_file
 from mprm.eval.items import benchmark_items, check_images
-from mprm.eval.loading import LazyModel, model_info, resolve_model
+from mprm.eval.loading import model_info
 from mprm.eval.metrics import StepData, step_data_from_rows
 from mprm.eval.predictions import looks_like_predictions, read_predictions
 from mprm.eval.settings import EvalSettings
 from mprm.eval.tables import render_metrics_md
 from mprm.eval.thresholds import summarise
 
-__all__ = ["benchmark_items", "check_images", "evaluate_benchmark", "evaluate_model", "evaluate_predictions",
-           "write_metrics"]
+__all__ = ["benchmark_items", "check_images", "evaluate_benchmark", "evaluate_predictions", "write_metrics"]
 
 METRICS_FILES = ("metrics.json", "metrics.md")
 
@@ -133,22 +132,3 @@ def evaluate_benchmark(
         }
     write_metrics(out, metrics)
     return metrics
-
-
-def evaluate_model(
-    model_dir: str | Path,
-    benchmark: str | Path,
-    image_root: str | Path,
-    out_dir: str | Path,
-    *,
-    batch_size: int = 8,
-    threshold: float = 0.5,
-    dev: str | Path | None = None,
-    resume: bool = False,
-    skip_missing_images: bool = False,
-    max_length: int | None = None,
-) -> dict[str, Any] | None:
-    """Transitional keyword form of :func:`evaluate_benchmark` for mprm/experiments.py (to be removed)."""
-    settings = EvalSettings(image_root=Path(image_root), batch_size=batch_size, threshold=threshold,
-                            resume=resume, skip_missing_images=skip_missing_images, max_length=max_length)
-    return evaluate_benchmark(LazyModel(resolve_model(model_dir), settings), benchmark, out_dir, settings, dev=dev)

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 from tqdm import tqdm
 
 from mprm.errors import UserError
-from mprm.eval.loading import LazyModel, ModelSource
+from mprm.eval.loading import LazyModel
 from mprm.eval.predictions import (
     PredictionWriter,
     PredictionsError,
@@ -151,34 +151,3 @@ def score_to_file(
             part.unlink()
     state.wait_for_everyone()  # nobody moves on (e.g. to the next checkpoint) before the merge
     return merged
-
-
-def score_items(
-    items: Sequence[Mapping[str, Any]],
-    *,
-    model_dir: Any,
-    image_root: str | Path,
-    out_dir: str | Path,
-    name: str = "predictions",
-    batch_size: int = 8,
-    resume: bool = False,
-    row_fields: Sequence[str] = ("data_source", "labels"),
-    desc: str = "scoring",
-    max_length: int | None = None,
-) -> list[dict[str, Any]] | None:
-    """Transitional keyword form of :func:`score_to_file` for mprm/eval/bon.py (to be removed when it moves).
-
-    ``model_dir``: a folder / hub id, a :class:`LazyModel` or a loaded model. A cut step is an
-    error here (``strict_length``), as Best-of-N always had it.
-    """
-    settings = EvalSettings(image_root=Path(image_root), batch_size=batch_size, max_length=max_length,
-                            resume=resume, strict_length=True)
-    model = model_dir
-    if isinstance(model_dir, (str, Path)):
-        from mprm.eval.loading import resolve_model
-
-        model = LazyModel(resolve_model(model_dir), settings)
-    elif isinstance(model_dir, ModelSource):
-        model = LazyModel(model_dir, settings)
-    return score_to_file(items, model, settings=settings, out_dir=out_dir, name=name, row_fields=row_fields,
-                         desc=desc)

@@ -63,8 +63,12 @@ def train_reward_model(cfg: Config) -> dict[str, Any]:
 
 def evaluate(model_dir: Path, test: Path, data: Path, out: Path, dev: Path) -> dict[str, Any]:
     """eval.py on ``test`` with the threshold also tuned on ``dev``; returns metrics.json's content."""
-    from mprm.eval.pipeline import evaluate_model
+    from mprm.eval.loading import LazyModel
+    from mprm.eval.pipeline import evaluate_benchmark
+    from mprm.eval.settings import EvalSettings
 
-    metrics = evaluate_model(model_dir, test, data, out, batch_size=16, dev=dev)
-    assert metrics is not None  # one process: rank 0
+    settings = EvalSettings(image_root=data, batch_size=16)
+    metrics = evaluate_benchmark(LazyModel.from_spec(model_dir, settings), test, out, settings, dev=dev)
+    if metrics is None:
+        raise RuntimeError("evaluate_benchmark returned no metrics in a single process")
     return metrics

@@ -251,7 +251,7 @@ def optimizer_step(run: Run, model: Any, optimizer: Any, data: TrainData, batche
                    ) -> tuple[torch.Tensor, float, float]:
     """One optimiser step over its micro batches; returns (loss sum, labelled, correct) of this
     rank, the gradient norm and the learning rate."""
-    cfg, strategy, t = run.cfg, run.strategy, run.cfg.train
+    strategy, t = run.strategy, run.cfg.train
     lr = lr_at(step, peak_lr=t.lr, total_steps=data.plan.total_steps, warmup_ratio=t.warmup_ratio)
     strategy.set_lr(optimizer, lr)
     step_total = data.plan.step_total(step, data.n_labelled)

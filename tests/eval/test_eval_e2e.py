@@ -148,7 +148,13 @@ def test_two_processes_equal_one(single_run, run_eval, two_cpu_processes, rm_dir
 
 
 def test_missing_image_error_and_skip(rm_dir, synth_dir, tmp_path):
-    from mprm.eval.pipeline import evaluate_model
+    from mprm.eval.loading import LazyModel
+    from mprm.eval.pipeline import evaluate_benchmark
+    from mprm.eval.settings import EvalSettings
+
+    def evaluate_model(model_dir, bench, root, out, **kw):
+        settings = EvalSettings(image_root=root, **kw)
+        return evaluate_benchmark(LazyModel.from_spec(model_dir, settings), bench, out, settings)
 
     lines = (synth_dir / "benchmark" / "test.jsonl").read_text().splitlines()[:3]
     broken = json.loads(lines[1])
