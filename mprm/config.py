@@ -430,6 +430,19 @@ def validate(cfg: Config) -> list[str]:
     return p
 
 
+def weights_dtype(model_dtype: str, *, deepspeed: bool, mixed_precision: str) -> str:
+    """The dtype the model's weights are built in (``model.dtype``), as a name; the one rule that
+    training (``mprm.train.loop.model_dtype``) and the memory plan (``mprm.train.plan``) share.
+
+    ``auto``: bf16 under DeepSpeed with bf16 mixed precision (DeepSpeed keeps fp32 master weights
+    in its optimiser), else fp32 (master weights; bf16 compute comes from autocast).
+    ``mixed_precision`` is the resolved one (``bf16`` or ``no``).
+    """
+    if model_dtype != "auto":
+        return model_dtype
+    return "bfloat16" if deepspeed and mixed_precision == "bf16" else "float32"
+
+
 def checked(cfg: Config) -> Config:
     """``cfg`` after :func:`validate` (a config built in code is checked like a YAML one)."""
     problems = validate(cfg)

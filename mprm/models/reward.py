@@ -227,6 +227,13 @@ class StepRewardModel(nn.Module):
         return out
 
 
+def set_trainable(model: nn.Module, spec: BackboneSpec, *, freeze_vision: bool) -> None:
+    """The paper's trainable set (METHOD.md 6): language model and projector trained, the vision
+    tower frozen under ``freeze_vision`` (the memory plan builds the same set on the meta device)."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(not (freeze_vision and spec.part_of(name) == "vision"))
+
+
 def _enable_checkpointing(model: nn.Module) -> None:
     model.config.use_cache = False
     kwargs = {"use_reentrant": False}
@@ -283,8 +290,7 @@ def build_reward_model(
                               {"max_tiles": max_tiles, "min_pixels": min_pixels, "max_pixels": max_pixels})
     formatter = Formatter(tokenizer=tokenizer, spec=spec, images=images, separator=separator, max_length=max_length,
                           multi_image=multi_image, max_columns=max_columns, prompt_style=prompt_style)
-    for pname, p in model.named_parameters():
-        p.requires_grad_(not (freeze_vision and spec.part_of(pname) == "vision"))
+    set_trainable(model, spec, freeze_vision=freeze_vision)
     if gradient_checkpointing:
         _enable_checkpointing(model)
     if lora is not None:

@@ -101,14 +101,14 @@ def build_meta_model(model_cfg: Any, hf_config: Any) -> tuple[torch.nn.Module, i
     from mprm.models.backbones import get_backbone
     from mprm.models.heads import get_head
     from mprm.models.lora import LoraSettings, apply_lora
+    from mprm.models.reward import set_trainable
 
     spec, head = get_backbone(model_cfg.backbone), get_head(model_cfg.head)
     with torch.device("meta"):
         head_params = sum(p.numel() for p in head(hidden_size=hf_config.get_text_config().hidden_size, yes_id=0,
                                                    no_id=1, dtype=torch.float32).parameters())
         model = spec.model_cls()._from_config(hf_config)
-        for name, p in model.named_parameters():
-            p.requires_grad_(not (model_cfg.freeze_vision and spec.part_of(name) == "vision"))
+        set_trainable(model, spec, freeze_vision=model_cfg.freeze_vision)
         if model_cfg.lora_rank > 0:
             settings = LoraSettings(r=model_cfg.lora_rank, alpha=model_cfg.lora_alpha, dropout=model_cfg.lora_dropout)
             model = apply_lora(model, spec, settings, keep_lm_head=head.uses_lm_head)
@@ -434,7 +434,8 @@ def plan_memory(counts: ParamCounts, text: TextDims, launch: Launch, *, micro: i
     at most the 1e9 sub-group under ZeRO-3); buffers: ZeRO-3 gathers the largest tensor, a layer
     and a prefetch bucket, ZeRO-2 an all-gather bucket, both two reduce buckets ("auto" = h^2, as
     Strategy fills them). Without DeepSpeed (torch AdamW keeps m, v in the weights' dtype): w P,
-    w T, 2 w T, the foreach step's temporary w T, and DDP's gradient buckets w T when N > 1.
+    w T, 2 w T, the foreach step's temporary w T on CPU (none on a GPU, where the trainer uses the
+    fused kernel), and DDP's gradient buckets w T when N > 1.
     It fits when total + reserve (CUDA context, cuBLAS/NCCL workspaces, fragmentation: 5% of the
     GPU, at least 3 GB) is at most the GPU's memory. Host RAM per node with offload: (12 + 4 fp32
     gradients) T, plus w P for offloaded parameters.
@@ -479,7 +480,8 @@ def plan_memory(counts: ParamCounts, text: TextDims, launch: Launch, *, micro: i
     else:
         rows += [("weights", w * P, f"{w} B"), ("gradients", w * T, f"{w} B per trainable"),
                  ("optimizer states", 2 * w * T, f"AdamW m, v: {2 * w} B per trainable"),
-                 ("optimizer step", w * T, "foreach temporary (sqrt of v)")]
+                 ("optimizer step", w * T if launch.cpu else 0.0,
+                  "foreach temporary (sqrt of v)" if launch.cpu else "fused AdamW on the GPU: no temporary")]
         if N > 1:
             rows.append(("DDP buckets", w * T, "gradient copies for the all-reduce"))
     s = 2 if (launch.deepspeed or w == 2) else 4
@@ -494,13 +496,14 @@ def plan_memory(counts: ParamCounts, text: TextDims, launch: Launch, *, micro: i
 
 
 def train_param_bytes(launch: Launch, cfg: Any) -> int:
-    """Bytes per weight as mprm.train.loop builds the model (``model.dtype``; keep in step with
-    ``loop.model_dtype``): auto = bf16 under DeepSpeed with bf16, else fp32 (bf16 autocast)."""
-    dtype = getattr(cfg.model, "dtype", "auto")
-    if dtype != "auto":
-        return 2 if dtype == "bfloat16" else 4
+    """Bytes per weight as training builds the model (:func:`mprm.config.weights_dtype`, the rule
+    ``loop.model_dtype`` uses too)."""
+    from mprm.config import weights_dtype
+
     mp = cfg.train.mixed_precision
-    return 2 if launch.deepspeed and (mp == "bf16" or (mp == "auto" and not launch.cpu)) else 4
+    resolved = "bf16" if mp == "bf16" or (mp == "auto" and not launch.cpu) else "no"
+    name = weights_dtype(getattr(cfg.model, "dtype", "auto"), deepspeed=launch.deepspeed, mixed_precision=resolved)
+    return 2 if name == "bfloat16" else 4
 
 
 # ---- the whole plan ------------------------------------------------------------------------
