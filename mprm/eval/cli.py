@@ -56,6 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "in metrics.json and metrics.md, with a warning)")
     parser.add_argument("--device", default=None,
                         help="device to score on, e.g. cpu or cuda:1 (default: this process's device)")
+    parser.add_argument("--prompt-style", choices=("train", "authors_eval"), default=None,
+                        help="input layout: train (the layout the model was trained on; the default) or authors_eval "
+                             "(the authors' VisualProcessBench script: steps joined by <prm> alone, <imageN> tags "
+                             "removed; to reproduce their numbers)")
     parser.add_argument("--aggregate", choices=tuple(AGGREGATES), default="mean",
                         help="Best-of-N: how a candidate's step scores combine: mean (default, METHOD.md 7), min, last or prod (docs/rl.md)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also MPRM_DEBUG=1)")
@@ -92,6 +96,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     from mprm.eval.settings import EvalSettings
 
     return EvalSettings(image_root=args.image_root, batch_size=args.batch_size, max_length=args.max_length,
+                        prompt_style=args.prompt_style,
                         threshold=args.threshold, resume=args.resume, skip_missing_images=args.skip_missing_images,
                         strict_length=args.strict_length, device=args.device)
 

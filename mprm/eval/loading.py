@@ -88,6 +88,7 @@ class LazyModel:
     def __init__(self, source: ModelSource, settings: EvalSettings) -> None:
         self.source = source
         self.max_length = settings.max_length
+        self.prompt_style = settings.prompt_style
         self.device = settings.device
         self._model: Any = None
 
@@ -106,6 +107,8 @@ class LazyModel:
             from mprm.models import build_reward_model, load_reward_model
 
             src, kw = self.source, ({"max_length": self.max_length} if self.max_length else {})
+            if self.prompt_style:
+                kw["prompt_style"] = self.prompt_style
             try:
                 if src.zero_shot:
                     model = build_reward_model(src.name, backbone=src.backbone, head=src.head or "yes_no", **kw)

@@ -27,7 +27,10 @@ class EvalSettings:
     * ``skip_missing_images``: leave out items with a missing image (counted) instead of failing;
     * ``strict_length``: a step cut by the token limit is an error instead of being left out of
       the metrics and counted (decisions.md D-EVAL-6);
-    * ``device``: where the model runs (``None``: the process's device under accelerate).
+    * ``device``: where the model runs (``None``: the process's device under accelerate);
+    * ``prompt_style``: the input layout, overriding the model's (``None``: keep it): ``train``
+      (the layout it was trained on) or ``authors_eval`` (the authors' VisualProcessBench script's
+      input, to reproduce their numbers; decisions.md D-MODELS-10).
     """
 
     image_root: Path | None = None
@@ -38,8 +41,11 @@ class EvalSettings:
     skip_missing_images: bool = False
     strict_length: bool = False
     device: str | None = None
+    prompt_style: str | None = None
 
     def __post_init__(self) -> None:
+        if self.prompt_style not in (None, "train", "authors_eval"):
+            raise UserError(f"prompt style {self.prompt_style!r}: choose train or authors_eval (--prompt-style)")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise UserError(f"batch size {self.batch_size!r} is not a positive integer: pass --batch-size 1 or more")
         if self.max_length is not None and (isinstance(self.max_length, bool) or not isinstance(self.max_length, int)

@@ -281,3 +281,20 @@ def test_steps_cut_by_max_length_are_counted_or_an_error(rm_dir, synth_dir, tmp_
                                         rf"limit \({n_tokens - 1}\): raise it with --max-length"):
         evaluate_benchmark(LazyModel(resolve_model(rm_dir), strict), bench, tmp_path / "s", strict)
     assert not (tmp_path / "s" / "predictions.jsonl").exists() and not (tmp_path / "s" / "metrics.json").exists()
+
+
+def test_prompt_style_authors_eval_flag(run_eval, rm_dir, synth_dir, tmp_path):
+    """--prompt-style authors_eval scores the authors' evaluation input (D-MODELS-10): other scores, same rows."""
+    bench = write_lines(tmp_path / "b.jsonl", (synth_dir / "benchmark" / "test.jsonl").read_text().splitlines()[:3])
+    outs = {}
+    for style in ("train", "authors_eval"):
+        out = tmp_path / style
+        res = run_eval("--model", rm_dir, "--benchmark", bench, "--image-root", synth_dir, "--output", out,
+                       "--prompt-style", style)
+        assert res.returncode == 0, res.stderr[-3000:]
+        outs[style] = read_jsonl(out / "predictions.jsonl")
+    assert [r["id"] for r in outs["train"]] == [r["id"] for r in outs["authors_eval"]]
+    assert [r["scores"] for r in outs["train"]] != [r["scores"] for r in outs["authors_eval"]]
+    bad = run_eval("--model", rm_dir, "--benchmark", bench, "--image-root", synth_dir, "--output", tmp_path / "x",
+                   "--prompt-style", "chat")
+    assert bad.returncode == 2 and "invalid choice: 'chat'" in bad.stderr
