@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from mprm.errors import UserError, run_entry, take_debug_flag  # noqa: E402
 from mprm.repro.commands import Plan, SweepOptions, plan_cell  # noqa: E402
 from mprm.repro.configs import DEFAULT_ACCELERATE_CONFIG, DEFAULT_RUNS_DIR, write_grid_configs  # noqa: E402
 from mprm.repro.grid import BACKBONES, paper_grid  # noqa: E402
@@ -58,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sbatch-eval-args", default="--nodes 1 --ntasks 1 --gpus-per-node 1",
                    help="sbatch options of evaluation jobs (default %(default)s)")
     p.add_argument("--write-configs", action="store_true", help="regenerate configs/paper/ and exit")
+    p.add_argument("--debug", action="store_true", help="show the traceback of a user error (or MPRM_DEBUG=1)")
     return p.parse_args(argv)
 
 
@@ -72,7 +74,7 @@ def sweep_options(args: argparse.Namespace) -> SweepOptions:
         elif "=" in item:
             common.append(item)
         else:
-            raise SystemExit(f"sweep.py: --set {item!r}: expected KEY=VALUE or BACKBONE:KEY=VALUE")
+            raise UserError(f"--set {item!r}: expected KEY=VALUE or BACKBONE:KEY=VALUE, e.g. train.lr=2e-5")
     return SweepOptions(runs_dir=args.runs_dir, accelerate_config=args.accelerate_config, benchmark=args.benchmark,
                         bench_image_root=args.bench_image_root, dev=args.dev, curves=args.curves,
                         python=args.python, eval_batch_size=args.eval_batch_size, overrides=common,
@@ -163,19 +165,22 @@ def run_slurm(plans: list[Plan], train_args: str, eval_args: str, dry_run: bool)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = take_debug_flag(list(sys.argv[1:] if argv is None else argv))
+    return run_entry("sweep.py", lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
     args = parse_args(argv)
     try:
         cells = paper_grid(args.backbones, args.filter)
     except ValueError as exc:
-        print(f"sweep.py: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(str(exc)) from None
     if args.write_configs:
         for path in write_grid_configs(cells, REPO):
             print(path.relative_to(REPO))
         return 0
     if not cells:
-        print(f"sweep.py: no grid cell matches --filter {args.filter!r}", file=sys.stderr)
-        return 2
+        raise UserError(f"--filter {args.filter!r}: no grid cell matches; run without --filter to list the cells")
     plans = [plan_cell(c, sweep_options(args)) for c in cells]
     n_done = sum(p.finished for p in plans)
     print(f"# {len(plans)} cell(s), {n_done} finished, {len(plans) - n_done} to run; runs dir {args.runs_dir}")

@@ -1,8 +1,10 @@
-"""Files the evaluation reads and writes: checked inputs, outputs written whole or not at all. No torch.
+"""Files mprm reads and writes: checked inputs, outputs written whole or not at all. No torch.
 
-Every result file (metrics.json, metrics.md, a merged predictions.jsonl, curve.json, curve.png)
-is written to a hidden temporary file in the same folder and renamed over its name, so a run that
-fails or is killed never leaves a file that looks complete (docs/evaluation.md, "Files written").
+Every result file (evaluation: metrics.json, metrics.md, a merged predictions.jsonl, curve.json,
+curve.png, bon.json; ``mprm report``: report.json, report.md) is written to a hidden temporary file
+in the same folder and renamed over its name, so a run that fails or is killed never leaves a file
+that looks complete (docs/evaluation.md, "Files written"). Checkpoints and the final model are
+folders written as ``NAME.tmp`` and renamed (mprm/train/checkpoint.py).
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ Layout and parameters: docs/synthetic_data.md. ``--rollouts`` counts rollouts pe
 from __future__ import annotations
 
 import argparse
-import sys
 import time
+
+from mprm.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
             step_chars=args.step_chars,
         )
     except ValueError as exc:
-        print(f"mprm synth: error: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(str(exc)) from None
     seconds = time.perf_counter() - start
     corpus, bench, bon = summary["corpus"], summary["benchmark"], summary["bon"]
     print(f"wrote {args.output} in {seconds:.1f}s")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mprm.errors import UserError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from mprm.experiments.pretrain import PretrainSettings
@@ -42,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             settings.validate()
         except ValueError as exc:
-            print(f"mprm tiny: {exc}", file=sys.stderr)
-            return 2
+            raise UserError(str(exc)) from None
         out = pretrain_tiny(args.output, settings)
         print(f"wrote pretrained tiny {args.backbone} checkpoint to {out}", file=sys.stderr)
         return 0

@@ -23,7 +23,7 @@ import numpy as np
 
 from mprm.errors import UserError
 from mprm.eval.aggregate import AGGREGATES, aggregate as aggregate_scores, check_aggregate
-from mprm.eval.files import atomic_write_text
+from mprm.files import atomic_write_text
 from mprm.eval.settings import EvalSettings
 from mprm.eval.tables import render_bon_md
 

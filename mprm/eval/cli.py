@@ -152,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
     model = LazyModel.from_spec(args.model, settings, backbone=args.backbone, head=args.head)
     if mode == "bon":
         from mprm.eval.bon import evaluate_bon
-        from mprm.eval.files import require_file
+        from mprm.files import require_file
 
         settings.require_image_root("--bon")
         result = evaluate_bon(require_file(args.bon, "--bon"), model, out, settings, aggregate=args.aggregate)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mprm.errors import UserError
-from mprm.eval.files import atomic_target, atomic_write_text, prepare_output_dir, remove_files
+from mprm.files import atomic_target, atomic_write_text, prepare_output_dir, remove_files
 from mprm.eval.loading import MODEL_MARKER
 from mprm.eval.settings import EvalSettings
 from mprm.eval.tables import KINDS

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mprm.errors import UserError
-from mprm.eval.files import require_file
+from mprm.files import require_file
 
 DIGEST_PREFIX = "sha256:"
 

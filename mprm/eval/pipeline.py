@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mprm.errors import UserError
-from mprm.eval.files import atomic_write_text, prepare_output_dir, remove_files, require_file
+from mprm.files import atomic_write_text, prepare_output_dir, remove_files, require_file
 from mprm.eval.items import benchmark_items, check_images
 from mprm.eval.loading import model_info
 from mprm.eval.metrics import StepData, step_data_from_rows

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
 from mprm.data.labels import FILE_LABELS, from_file_coding, to_file_coding
 from mprm.errors import UserError
-from mprm.eval.files import atomic_write_text
+from mprm.files import atomic_write_text
 
 LABEL_CODING = "process_correctness"
 PREDICTION_FIELDS = ("id", "data_source", "labels", "scores")

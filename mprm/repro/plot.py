@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from mprm.files import atomic_target
 from mprm.repro.grid import setting_for_key
 from mprm.repro.published import PUBLISHED
 from mprm.repro.report import ours_percent
@@ -86,6 +87,7 @@ def plot_data_efficiency(runs: list[Run], families: list[dict[str, Any]], kind: 
             ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with atomic_target(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return path

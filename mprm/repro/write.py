@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mprm.files import atomic_write_text, prepare_output_dir
 from mprm.repro.plot import plot_data_efficiency
 from mprm.repro.render import render_markdown
 from mprm.repro.report import build_report
@@ -20,15 +21,14 @@ def write_report(runs_dir: str | Path, output: str | Path, *, threshold_kind: st
 
     Returns the report dict (with ``paths`` added: the files written).
     """
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     runs = load_runs(runs_dir)
+    out = prepare_output_dir(output)
     report = build_report(runs, runs_dir, threshold_kind=threshold_kind, only_runs=only_runs)
     paths = {"json": str(out / "report.json"), "markdown": str(out / "report.md")}
     if plot:
         plot_data_efficiency(runs, report["families"], threshold_kind, out / PLOT_FILE)
         paths["plot"] = str(out / PLOT_FILE)
     report["paths"] = paths
-    (out / "report.md").write_text(render_markdown(report, plot_name=PLOT_FILE if plot else None))
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "report.md", render_markdown(report, plot_name=PLOT_FILE if plot else None))
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
