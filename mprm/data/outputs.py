@@ -20,7 +20,8 @@ from typing import Any, Callable, Sequence
 
 import orjson
 
-from mprm.data.jsonl import FileScan, dumps_line
+from mprm.data.jsonl import FileScan
+from mprm.data.lines import dumps_line
 from mprm.data.validation import build_checked, parse_json_line, training_dict
 
 
@@ -55,8 +56,8 @@ def kept_lines(job: OutputJob) -> bytes:
     scan = job.scan
     if not any(job.kept):
         return b""
-    lines = list(compress(scan.line, job.kept))
-    offsets = list(compress(scan.offset, job.kept))
+    lines = list(compress(scan.line.tolist(), job.kept))
+    offsets = list(compress(scan.offset.tolist(), job.kept))
     if scan.path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
@@ -72,7 +73,7 @@ def kept_lines(job: OutputJob) -> bytes:
     try:
         return b"".join(
             training_line(data[start : start + size], line=line, **options)
-            for line, start, size in zip(lines, offsets, compress(scan.size, job.kept))
+            for line, start, size in zip(lines, offsets, compress(scan.size.tolist(), job.kept))
         )
     finally:
         data.close()

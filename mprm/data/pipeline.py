@@ -10,10 +10,10 @@ and ``scores.png``. Bad input raises :class:`~mprm.data.validation.DataError` (s
 
 Steps (each function named is the real path; docs/selection.md "How it is fast"):
 
-1. ``jsonl.corpus_files``: the files, sorted by name; source = file stem.
+1. ``lines.corpus_files``: the files, sorted by name; source = file stem.
 2. Pass 1, ``jsonl.scan_file`` per file (in worker processes for large inputs): per valid rollout
    the numbers BIS needs, rejected lines with reasons. While the workers read, this process
-   imports numpy, which only the following steps need.
+   imports what the following steps need (their modules, Pillow).
 3. ``selection.select_table``: k per source, ranking, the kept rows (D-DATA-1, D-DATA-3).
 4. Pass 2, ``outputs.write_outputs`` / ``outputs.render_file`` per file (in the workers): the kept
    lines re-read by offset, turned into training rows (labels by ``labels.mc_targets``), and the
@@ -30,7 +30,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from mprm.data.jsonl import FileScan, corpus_files, scan_file
+from mprm.data.jsonl import FileScan, scan_file
+from mprm.data.lines import corpus_files
 from mprm.data.outputs import OutputJob, write_outputs
 from mprm.data.settings import SelectionResult, SelectionSettings, SelectionSettingsError, SourceCounts
 
@@ -46,8 +47,8 @@ def default_workers() -> int:
 
 def _make_pool(workers: int, files: list[tuple[Path, str]]) -> Any:
     """A fork-based process pool of min(workers, files) processes, or None for one process (one
-    worker, one file, or less than :data:`POOL_MIN_BYTES` of input). Started before numpy is
-    imported, so the forked workers are small."""
+    worker, one file, or less than :data:`POOL_MIN_BYTES` of input). The workers inherit the
+    modules imported so far (numpy, msgspec, orjson) instead of importing them again."""
     if workers <= 1 or len(files) <= 1 or sum(p.stat().st_size for p, _ in files) < POOL_MIN_BYTES:
         return None
     import multiprocessing
@@ -124,7 +125,7 @@ def _select(inputs: Any, settings: SelectionSettings, files: list[tuple[Path, st
     threshold = settings.threshold
     jobs = [(str(p), s, settings.lenient, settings.unannotated, threshold) for p, s in files]
     results = pool.imap(_scan_job, jobs) if pool is not None else map(_scan_job, jobs)
-    if pool is not None:  # while the workers read: numpy and the modules of the next steps
+    if pool is not None:  # while the workers read: the modules of the next steps
         import mprm.data.report  # noqa: F401
         import mprm.data.selection  # noqa: F401
 
@@ -143,7 +144,7 @@ def _select(inputs: Any, settings: SelectionSettings, files: list[tuple[Path, st
 
     def column(name: str) -> np.ndarray:
         dtype = np.float64 if name == "sum_mc" else np.int64
-        return np.concatenate([np.frombuffer(getattr(s, name), dtype) for s in scans]) if scans else np.zeros(0, dtype)
+        return np.concatenate([getattr(s, name) for s in scans]).astype(dtype) if scans else np.zeros(0, dtype)
 
     names, sizes = [s.source for s in scans], [len(s) for s in scans]
     group_ids = np.repeat(np.arange(len(scans), dtype=np.int64), sizes)

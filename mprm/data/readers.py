@@ -5,10 +5,10 @@
 * TRL stepwise supervision (``prompt``, ``completions``, ``labels``): :func:`read_trl_stepwise`,
   :func:`write_trl_stepwise`.
 
-The MC-annotated corpus is read by ``mprm.data.jsonl`` (``corpus_files``, ``scan_file``) and
-turned into training rows by ``mprm.data.pipeline.select_corpus``. Every reader here takes its
-lines from the same line reader, ``mprm.data.jsonl.iter_lines``, and its objects from the same
-parser, ``mprm.data.validation.parse_json_line``; bad lines raise
+The MC-annotated corpus is read by ``mprm.data.jsonl.scan_file`` and turned into training rows
+by ``mprm.data.pipeline.select_corpus``. Every reader here takes its lines from the same line
+reader as the corpus scan, ``mprm.data.lines.iter_lines``, and its objects from the same parser,
+``mprm.data.validation.parse_json_line``; bad lines raise
 :class:`~mprm.data.validation.DataError` (``FILE:LINE: field: problem (value)``).
 """
 
@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from mprm.data.jsonl import dumps_line, iter_lines, parquet_rows
+from mprm.data.lines import dumps_line, iter_lines, parquet_rows
 from mprm.data.records import BenchItem
 from mprm.data.validation import DataError, RecordError, check_bench_item, parse_json_line
 
