@@ -149,7 +149,7 @@ class Formatter:
         paths = [root / p for p in example.get("images") or []]
         for p in paths:
             if not p.is_file():
-                raise FileNotFoundError(f"item {_item_id(example)}: image {p} not found (image root {root.resolve()}: "
+                raise FileNotFoundError(f"item {_item_id(example)}: image {p.resolve()} not found (image root {root.resolve()}: "
                                         "set the image root to the folder the record's paths are relative to)")
         return paths
 
