@@ -83,7 +83,7 @@ def score_numbers(
     positive = (scores > 0.0) & counted
     n = np.add.reduceat(counted, starts, dtype=np.int64)
     n_pos = np.add.reduceat(positive, starts, dtype=np.int64)
-    labelled_0 = [s for s in set(scores.tolist()) if mc_target(s, threshold=threshold) == 0.0]
+    labelled_0 = [s for s in np.unique(scores).tolist() if mc_target(s, threshold=threshold) == 0.0]
     if labelled_0 == [0.0]:
         n_err = n - n_pos
     else:
