@@ -15,9 +15,9 @@ import mmap
 import os
 import shutil
 from dataclasses import dataclass
-from itertools import compress
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
+import numpy as np
 import orjson
 
 from mprm.data.jsonl import FileScan
@@ -38,12 +38,12 @@ def training_line(
 @dataclass
 class OutputJob:
     """Pass 2 of one file: its scan (valid rows, rejected lines), each valid row's manifest
-    score and whether it is kept (lists, one item per valid row), and where and how to write
+    score and whether it is kept (arrays, one item per valid row), and where and how to write
     (part files under ``out_dir``)."""
 
     scan: FileScan
-    scores: Sequence[float]
-    kept: Sequence[bool]
+    scores: np.ndarray
+    kept: np.ndarray
     out_dir: str
     index: int
     threshold: float = 0.0
@@ -54,10 +54,10 @@ class OutputJob:
 def kept_lines(job: OutputJob) -> bytes:
     """The training-format lines (``selected.jsonl``) of the job's kept rows, in file order."""
     scan = job.scan
-    if not any(job.kept):
+    rows = np.flatnonzero(job.kept)
+    if not len(rows):
         return b""
-    lines = list(compress(scan.line.tolist(), job.kept))
-    offsets = list(compress(scan.offset.tolist(), job.kept))
+    lines, offsets = scan.line[rows].tolist(), scan.offset[rows].tolist()
     if scan.path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
@@ -73,21 +73,21 @@ def kept_lines(job: OutputJob) -> bytes:
     try:
         return b"".join(
             training_line(data[start : start + size], line=line, **options)
-            for line, start, size in zip(lines, offsets, compress(scan.size.tolist(), job.kept))
+            for line, start, size in zip(lines, offsets, scan.size[rows].tolist())
         )
     finally:
         data.close()
 
 
-def manifest_lines(scan: FileScan, scores: Sequence[float], kept: Sequence[bool]) -> bytes:
+def manifest_lines(scan: FileScan, scores: np.ndarray, kept: np.ndarray) -> bytes:
     """``manifest.jsonl`` rows of one file, in line order: byte for byte what ``orjson.dumps``
     gives for ``{"file", "line", "source", "id", "score", "selected", "reason"}``."""
     file, source = orjson.dumps(scan.file), orjson.dumps(scan.source)
     head = (b'{"file":' + file + b',"line":').replace(b"%", b"%%") + b"%d"
     mid = (b',"source":' + source + b',"id":').replace(b"%", b"%%")
     tail = b',"score":%b,"selected":%b,"reason":null}\n'
-    score_text = orjson.dumps([float(s) for s in scores])[1:-1].split(b",")
-    flags = [b"true" if k else b"false" for k in kept]
+    score_text = orjson.dumps(np.asarray(scores, np.float64), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+    flags = [(b"false", b"true")[k] for k in np.asarray(kept, bool).tolist()]
     lines = scan.line.tolist()
     if scan.ids is None:
         template = head + mid + b'"' + source[1:-1].replace(b"%", b"%%") + b':%d"' + tail

@@ -155,7 +155,7 @@ def _select(inputs: Any, settings: SelectionSettings, files: list[tuple[Path, st
     kept[chosen.chosen] = True
     bounds = np.cumsum([0, *sizes]).tolist()
     spans = list(zip(bounds[:-1], bounds[1:]))
-    jobs_2 = [OutputJob(scan, chosen.scores[a:b].tolist(), kept[a:b].tolist(), str(out), i, threshold=threshold,
+    jobs_2 = [OutputJob(scan, chosen.scores[a:b], kept[a:b], str(out), i, threshold=threshold,
                         soft=settings.soft_labels, unannotated=settings.unannotated)
               for i, (scan, (a, b)) in enumerate(zip(scans, spans))]
     stats = RowStats(group_ids, table.n_steps, column("n_err"), table.sum_mc, table.mixed(), column("n_unannotated"))
@@ -176,7 +176,7 @@ def _select(inputs: Any, settings: SelectionSettings, files: list[tuple[Path, st
     sources = {
         scan.source: SourceCounts(file=scan.file, lines=scan.n_lines, valid=len(scan), rejected=len(scan.rejected),
                                   k=chosen.k[scan.source] if settings.per_source else None,
-                                  kept=sum(jobs_2[i].kept))
+                                  kept=int(jobs_2[i].kept.sum()))
         for i, scan in enumerate(scans)
     }
     return SelectionResult(
