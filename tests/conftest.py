@@ -72,3 +72,22 @@ def tiny_internvl_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_internvl")
     build_tiny("internvl", out, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def zoo_dir(tmp_path_factory, request):
+    """``zoo_dir(name)``: the tiny checkpoint of a zoo family (mprm.models.zoo.TINY), built once per
+    session; ``qwen2_5_vl`` and ``internvl`` are the session's ``tiny_qwen_dir`` / ``tiny_internvl_dir``."""
+    from mprm.models.tiny import build_tiny
+
+    shared = {"qwen2_5_vl": "tiny_qwen_dir", "internvl": "tiny_internvl_dir"}
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name in shared:
+            return request.getfixturevalue(shared[name])
+        if name not in built:
+            built[name] = build_tiny(name, tmp_path_factory.mktemp(f"zoo_{name}"), seed=0)
+        return built[name]
+
+    return get

@@ -1,4 +1,4 @@
-"""``mprm tiny``: write a tiny random backbone checkpoint for tests and the demo.
+"""``mprm tiny``: write a tiny random backbone checkpoint of any zoo family, for tests and the demo.
 
 ``--pretrain`` instead builds a slightly larger tiny backbone with the synthetic domain's words as
 tokens and trains it for a few minutes on image captions (mprm.experiments.pretrain), so that reward
@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from mprm.models.tiny import TINY_BACKBONES
 
     d = PretrainSettings()
-    parser.add_argument("--backbone", required=True, choices=TINY_BACKBONES, help="backbone family of the tiny model")
+    parser.add_argument("--backbone", required=True, choices=TINY_BACKBONES,
+                        help="zoo family of the tiny model (docs/models.md, the zoo table)")
     parser.add_argument("--output", required=True, help="folder to write the checkpoint to (created if missing)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (default 0)")
     pre = parser.add_argument_group("domain pretraining (--pretrain)")
@@ -33,8 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pre.add_argument("--layers", type=int, default=d.num_hidden_layers, help=f"text model layers (default {d.num_hidden_layers})")
 
 
+#: Families whose tiny model the synthetic-caption pretraining knows (its vocabulary recipe and
+#: layout words are the paper's two backbones').
+PRETRAIN_BACKBONES = ("qwen2_5_vl", "internvl")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.pretrain:
+        if args.backbone not in PRETRAIN_BACKBONES:
+            print(f"mprm tiny: --pretrain supports --backbone {' or '.join(PRETRAIN_BACKBONES)}, not {args.backbone!r}; "
+                  "without --pretrain every family is available", file=sys.stderr)
+            return 2
         from mprm.experiments.pretrain import PretrainSettings, pretrain_tiny
 
         settings = PretrainSettings(

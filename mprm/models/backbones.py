@@ -2,7 +2,9 @@
 
 A backbone is one :class:`BackboneSpec` entry. Adding one (docs/models.md, "Bringing a new
 backbone") means naming its transformers class, the module prefixes of its vision tower, projector
-and language model, its LoRA targets, its chat markup and how its images become tokens.
+and language model, its LoRA targets, how its images become tokens and how it says "Yes"/"No";
+its chat markup comes from the family's own chat template (:mod:`mprm.models.chat`). The built-in
+families live in :mod:`mprm.models.zoo`, one module each, registered when this module is imported.
 ``trust_remote_code`` is off unless a spec turns it on explicitly.
 """
 
@@ -13,20 +15,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from mprm.models.images import ImageHandler, InternVLTileImages, QwenPatchImages
+from mprm.models.images import ImageHandler
 
 QWEN_SYSTEM = "You are a helpful assistant."
 #: InternVL2.5's default system message (its conversation template "internvl2_5").
 INTERNVL_SYSTEM = (
     "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
 )
-#: The authors' training layout (their PRM preprocess function; METHOD.md 6, decisions.md D-MODELS-10):
-#: the system turn, an EMPTY user turn, then the assistant turn that holds the image and the
-#: Question/Process text. The formatter appends the content after this prefix.
+#: The authors' layout in ChatML (their PRM preprocess function; METHOD.md 6, decisions.md D-MODELS-10),
+#: as the ChatML chat templates render it: the system turn, an EMPTY user turn, then the assistant
+#: turn that holds the image and the Question/Process text. Kept for specs that set a fixed prefix.
 CHATML_PREFIX = "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n"
 #: Their VisualProcessBench script renders the empty user turn without its <|im_end|> (the
 #: conversation template skips the separator of an empty message): ``prompt_style="authors_eval"``.
 CHATML_EVAL_PREFIX = "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n<|im_start|>assistant\n"
+#: A plain ChatML chat template: one ``<|im_start|>{role}\n{content}<|im_end|>\n`` block per message
+#: (string content or text/image parts). The fallback of the ChatML families for checkpoints saved
+#: without a template (converted or tiny ones); it renders the authors' layout as CHATML_PREFIX.
+CHATML_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
 
 
 @dataclass(frozen=True)
@@ -34,10 +50,17 @@ class BackboneSpec:
     """One backbone family.
 
     ``make_images(directory, model_config, tokenizer, settings)`` returns the :class:`ImageHandler`
-    (``settings`` holds the user's ``min_pixels``/``max_pixels``/``max_tiles``, ``None`` = default).
-    Module names are prefixes of ``named_parameters()`` of the transformers model; a parameter under
-    a projector prefix is a projector parameter even when it also lies under the vision prefix
-    (Qwen2.5-VL keeps its merger inside ``model.visual``).
+    (``settings`` holds the user's ``min_pixels``/``max_pixels``/``max_tiles``, ``None`` = the
+    checkpoint's saved settings, else ``image_defaults``). Module names are prefixes of
+    ``named_parameters()`` of the transformers model; a parameter under a projector prefix is a
+    projector parameter even when it also lies under the vision prefix (Qwen2.5-VL keeps its merger
+    inside ``model.visual``).
+
+    The prompt prefix (decisions.md D-MODELS-14): ``chat_prefix`` when set (a fixed text, ``{system}``
+    filled in), else the authors' layout rendered through the checkpoint's own chat template, or
+    ``chat_template`` when the checkpoint has none. ``system_prompt`` ``None`` means no system turn.
+    ``eval_chat_prefix`` is the fixed prefix of ``prompt_style="authors_eval"`` (``None``: the same
+    prefix as training).
     """
 
     model_class: str
@@ -48,13 +71,15 @@ class BackboneSpec:
     language_modules: tuple[str, ...]
     lora_targets: str
     forward_keys: tuple[str, ...]
-    system_prompt: str = ""
-    chat_prefix: str = CHATML_PREFIX
-    eval_chat_prefix: str = CHATML_EVAL_PREFIX
+    system_prompt: str | None = None
+    chat_template: str | None = None
+    chat_prefix: str | None = None
+    eval_chat_prefix: str | None = None
     yes_token: str = "Yes"
     no_token: str = "No"
     lm_head: str = "lm_head"
     multi_image: bool = True
+    image_defaults: dict[str, Any] = field(default_factory=dict)
     trust_remote_code: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -118,67 +143,15 @@ def detect_backbone(path: str | Path) -> str:
     )
 
 
-def _token_id(tokenizer: Any, token: str) -> int:
+def token_id(tokenizer: Any, token: str) -> int:
+    """The id of a vocabulary entry; a clear error when the tokenizer lacks it."""
     tid = tokenizer.convert_tokens_to_ids(token)
     if tid is None or tid == tokenizer.unk_token_id and token != tokenizer.unk_token:
         raise ValueError(f"tokenizer has no token {token!r}")
     return int(tid)
 
 
-def _qwen_images(directory: Path, config: Any, tokenizer: Any, settings: dict[str, Any]) -> ImageHandler:
-    return QwenPatchImages(
-        directory,
-        image_token_id=int(config.image_token_id),
-        vision_start_id=int(config.vision_start_token_id),
-        vision_end_id=int(config.vision_end_token_id),
-        min_pixels=settings.get("min_pixels"),
-        max_pixels=settings.get("max_pixels"),
-    )
+_token_id = token_id
 
-
-def _internvl_images(directory: Path, config: Any, tokenizer: Any, settings: dict[str, Any]) -> ImageHandler:
-    vc = config.vision_config
-    image_size = vc.image_size[0] if isinstance(vc.image_size, (list, tuple)) else vc.image_size
-    patch = vc.patch_size[0] if isinstance(vc.patch_size, (list, tuple)) else vc.patch_size
-    per_tile = int((image_size // patch) ** 2 * config.downsample_ratio**2)
-    return InternVLTileImages(
-        directory,
-        image_token_id=int(config.image_token_id),
-        start_id=_token_id(tokenizer, "<img>"),
-        end_id=_token_id(tokenizer, "</img>"),
-        tokens_per_tile=per_tile,
-        max_tiles=settings.get("max_tiles"),
-    )
-
-
-_LM_LINEARS = r"(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-
-register_backbone(
-    "qwen2_5_vl",
-    BackboneSpec(
-        model_class="Qwen2_5_VLForConditionalGeneration",
-        model_types=("qwen2_5_vl",),
-        make_images=_qwen_images,
-        vision_modules=("model.visual",),
-        projector_modules=("model.visual.merger",),
-        language_modules=("model.language_model", "lm_head"),
-        lora_targets=rf".*language_model.*\.{_LM_LINEARS}",
-        forward_keys=("pixel_values", "image_grid_thw", "mm_token_type_ids"),
-        system_prompt=QWEN_SYSTEM,
-    ),
-)
-
-register_backbone(
-    "internvl",
-    BackboneSpec(
-        model_class="InternVLForConditionalGeneration",
-        model_types=("internvl",),
-        make_images=_internvl_images,
-        vision_modules=("model.vision_tower",),
-        projector_modules=("model.multi_modal_projector",),
-        language_modules=("model.language_model", "lm_head"),
-        lora_targets=rf".*language_model.*\.{_LM_LINEARS}",
-        forward_keys=("pixel_values",),
-        system_prompt=INTERNVL_SYSTEM,
-    ),
-)
+# The built-in families register themselves (after the definitions above, which they import).
+from mprm.models import zoo  # noqa: E402,F401

@@ -79,6 +79,12 @@ class ImageHandler(Protocol):
     def placeholder_ids(self, n_tokens: int) -> list[int]:
         """The token ids that stand for one image with ``n_tokens`` context tokens."""
 
+    def placeholder_for(self, width: int, height: int) -> list[int]:
+        """The token ids that stand for one image of this PIL size (what the family's processor
+        puts in place of its image marker). Families whose placeholder depends on more than the
+        token count (rows of tiles or patches) need it; :func:`placeholder_for` falls back to
+        ``placeholder_ids(num_tokens(width, height))``."""
+
     def process(self, images: Sequence[Image.Image]) -> tuple[dict[str, torch.Tensor], list[int]]:
         """Pixel inputs for ``images`` and the number of context tokens each one takes."""
 
@@ -87,6 +93,25 @@ class ImageHandler(Protocol):
 
     def save(self, directory: Path) -> None:
         """Write ``preprocessor_config.json`` with these settings."""
+
+
+def placeholder_for(handler: ImageHandler, width: int, height: int) -> list[int]:
+    """The placeholder ids of one image of PIL size ``(width, height)`` for any handler."""
+    layout = getattr(handler, "placeholder_for", None)
+    if layout is not None:
+        return list(layout(width, height))
+    return list(handler.placeholder_ids(handler.num_tokens(width, height)))
+
+
+def resolve_settings(explicit: dict[str, Any], saved: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Image settings: an explicit value wins, else the checkpoint's saved ``mprm_image_settings``,
+    else the family's default (decisions.md D-MODELS-5). An explicit key the family does not use is
+    an error naming the keys it does use."""
+    unused = sorted(k for k, v in explicit.items() if v is not None and k not in defaults)
+    if unused:
+        raise ValueError(f"image setting(s) {unused} do not apply to this backbone; its settings are "
+                         f"{sorted(defaults) or 'fixed by its processor'} (docs/models.md, the zoo table)")
+    return {k: type(d)(explicit[k] if explicit.get(k) is not None else saved.get(k, d)) for k, d in defaults.items()}
 
 
 def read_preprocessor_config(directory: Path) -> dict[str, Any]:
@@ -108,16 +133,16 @@ def _cat_pixels(parts: Sequence[dict[str, torch.Tensor]], keys: Sequence[str]) -
 class QwenPatchImages:
     """Qwen2-VL / Qwen2.5-VL dynamic-resolution patches (``Qwen2VLImageProcessorPil``)."""
 
+    DEFAULTS = {"min_pixels": 784, "max_pixels": 200704}
+
     def __init__(self, directory: Path, *, image_token_id: int, vision_start_id: int, vision_end_id: int,
-                 min_pixels: int | None = None, max_pixels: int | None = None) -> None:
+                 min_pixels: int | None = None, max_pixels: int | None = None,
+                 defaults: dict[str, int] | None = None) -> None:
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
         cfg = read_preprocessor_config(directory)
-        saved = cfg.get(SETTINGS_KEY, {})
-        self.settings = {
-            "min_pixels": int(min_pixels if min_pixels is not None else saved.get("min_pixels", 784)),
-            "max_pixels": int(max_pixels if max_pixels is not None else saved.get("max_pixels", 200704)),
-        }
+        self.settings = resolve_settings({"min_pixels": min_pixels, "max_pixels": max_pixels},
+                                         cfg.get(SETTINGS_KEY, {}), defaults or self.DEFAULTS)
         if self.settings["min_pixels"] > self.settings["max_pixels"]:
             raise ValueError(f"min_pixels {self.settings['min_pixels']} > max_pixels {self.settings['max_pixels']}")
         kwargs = {k: cfg[k] for k in ("patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std") if k in cfg}
@@ -160,17 +185,17 @@ class QwenPatchImages:
 class InternVLTileImages:
     """InternVL dynamic tiling (``GotOcr2ImageProcessorPil`` with ``crop_to_patches``) plus thumbnail."""
 
+    DEFAULTS = {"max_tiles": 6}
+
     def __init__(self, directory: Path, *, image_token_id: int, start_id: int, end_id: int,
-                 tokens_per_tile: int, max_tiles: int | None = None) -> None:
+                 tokens_per_tile: int, max_tiles: int | None = None, defaults: dict[str, int] | None = None) -> None:
         from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 
         cfg = read_preprocessor_config(directory)
-        saved = cfg.get(SETTINGS_KEY, {})
         size = cfg.get("size", {"height": 448, "width": 448})
-        self.settings = {
-            "max_tiles": int(max_tiles if max_tiles is not None else saved.get("max_tiles", 6)),
-            "tile_size": int(size["height"]),
-        }
+        self.settings = {**resolve_settings({"max_tiles": max_tiles}, cfg.get(SETTINGS_KEY, {}),
+                                            defaults or self.DEFAULTS),
+                         "tile_size": int(size["height"])}
         if self.settings["max_tiles"] < 1:
             raise ValueError(f"max_tiles must be >= 1, got {self.settings['max_tiles']}")
         kwargs = {k: cfg[k] for k in ("image_mean", "image_std") if k in cfg}

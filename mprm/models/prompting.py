@@ -2,7 +2,8 @@
 
 A rollout becomes the authors' layout (their PRM preprocess function; decisions.md D-MODELS-10):
 the system turn, an EMPTY user turn, then the assistant turn holding the image(s) and the
-Question/Process text, opened by one BOS token where the tokenizer adds one (InternLM2):
+Question/Process text, opened by one BOS token where the tokenizer adds one (InternLM2). Each
+family's turns are rendered by its own chat template (mprm.models.chat, D-MODELS-14); in ChatML:
 
     [<s>]<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n
     {image placeholder}\nQuestion: {question}\nProcess: {step_1}<prm>\n\n{step_2}<prm>\n\n...{step_n}<prm>
@@ -35,12 +36,15 @@ from PIL import Image
 
 from mprm.data.labels import IGNORE_LABEL
 from mprm.models.backbones import BackboneSpec
-from mprm.models.images import ImageHandler, canvas_size, make_canvas
+from mprm.models.chat import layout_prefix, prefix_bos
+from mprm.models.images import ImageHandler, canvas_size, make_canvas, placeholder_for
 
 PRM_TOKEN = "<prm>"
 DEFAULT_SEPARATOR = "<prm>\n\n"
 MULTI_IMAGE_MODES = ("canvas", "separate")
 PROMPT_STYLES = ("train", "authors_eval")
+#: Per-batch inputs built from ``input_ids`` (1 at image tokens) for backbones whose ``forward_keys`` name them.
+TOKEN_TYPE_KEYS = ("mm_token_type_ids", "token_type_ids")
 _AUTHORS_IMAGE_TAG = re.compile(r"<image\d+>")
 _BARE_IMAGE_TAG = re.compile(r"[ \t]*<image>[ \t]*\n?")
 _NUMBERED_IMAGE_TAG = re.compile(r"<image[ _]?(\d+)>")
@@ -133,9 +137,9 @@ class Formatter:
         self.pad_token_id = int(pad if pad is not None else tokenizer.eos_token_id)
         pre, post = separator.split(PRM_TOKEN)
         self._sep_pre, self._sep_post = self._ids(pre), self._ids(post)
-        self.chat_prefix = (spec.eval_chat_prefix if prompt_style == "authors_eval" else spec.chat_prefix
-                            ).format(system=spec.system_prompt)
-        self.prefix_ids = bos_ids(tokenizer) + self._ids(self.chat_prefix, split=False)
+        self.chat_prefix = layout_prefix(tokenizer, spec, prompt_style=prompt_style)
+        bos = bos_ids(tokenizer) if prefix_bos(tokenizer, self.chat_prefix) else []
+        self.prefix_ids = bos + self._ids(self.chat_prefix, split=False)
         self._clean = authors_clean_question if prompt_style == "authors_eval" else clean_question
 
     def _ids(self, text: str, *, split: bool = True) -> list[int]:
@@ -202,8 +206,8 @@ class Formatter:
         counts = [self.images.num_tokens(w, h) for w, h in sizes]
 
         ids = list(self.prefix_ids)
-        for n in counts:
-            ids += self.images.placeholder_ids(n) + self._ids("\n")
+        for w, h in sizes:
+            ids += placeholder_for(self.images, w, h) + self._ids("\n")
         ids += self._ids(f"Question: {self._clean(str(example.get('question', '')))}\nProcess: ")
         texts = [str(s).strip() for s in steps]
         step_ids = self.tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
@@ -291,6 +295,7 @@ class Formatter:
         with_pixels = [it for it in items if "pixel_values" in it]
         if with_pixels:
             batch.update(self.images.concat(with_pixels))
-        if "mm_token_type_ids" in self.spec.forward_keys:
-            batch["mm_token_type_ids"] = (input_ids == self.images.image_token_id).to(torch.int32) * attention.int()
+        for key in TOKEN_TYPE_KEYS:  # image tokens 1, text 0 (Qwen's mrope, Gemma 3's image attention)
+            if key in self.spec.forward_keys:
+                batch[key] = (input_ids == self.images.image_token_id).to(torch.int32) * attention.int()
         return batch
