@@ -331,7 +331,8 @@ def test_dtype_cast_and_existing_output_refused(converted, tmp_path):
     with safe_open(str(out / "model-00002-of-00002.safetensors"), framework="pt") as f:
         assert f.get_tensor("lm_head.weight").dtype == torch.bfloat16
     assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
-    assert main(["convert-internvl", "--input", str(root / "original"), "--output", str(out)]) == 1
+    # an existing output is a user error: one line, exit 2 (mprm.errors)
+    assert main(["convert-internvl", "--input", str(root / "original"), "--output", str(out)]) == 2
 
 
 def test_unconvertible_inputs_raise_with_the_cause():
