@@ -238,3 +238,50 @@ class InternVLTileImages:
             SETTINGS_KEY: dict(self.settings),
         }
         (Path(directory) / PREPROCESSOR_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
+
+
+def pil_processor(cls: type, config: dict[str, Any], **overrides: Any) -> Any:
+    """A transformers PIL image processor built from a checkpoint's ``preprocessor_config.json``:
+    the keys the class takes (its ``valid_kwargs``), then ``overrides``."""
+    keys = set(getattr(cls.valid_kwargs, "__annotations__", {})) - {"return_tensors", "device", "data_format",
+                                                                   "input_data_format"}
+    return cls(**{**{k: v for k, v in config.items() if k in keys}, **overrides})
+
+
+class FixedImages:
+    """Families that resize every picture to one size and give it a fixed number of image tokens
+    (Gemma 3, LLaVA-1.5): the family's PIL image processor (``processor_cls``, built from the
+    checkpoint's preprocessor config), ``tokens`` image tokens, and the text the family's processor
+    writes around them (``before``/``after``, special tokens included, tokenised with the run)."""
+
+    def __init__(self, directory: Path, *, tokenizer: Any, processor_cls: type, image_token_id: int, tokens: int,
+                 before: str = "", after: str = "", **processor_overrides: Any) -> None:
+        self.config = read_preprocessor_config(directory)
+        self.settings: dict[str, Any] = {}
+        self.processor = pil_processor(processor_cls, self.config, **processor_overrides)
+        self.image_token_id = image_token_id
+        self.tokens = tokens
+
+        def ids(text: str) -> list[int]:
+            return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+
+        self._placeholder = ids(before) + [image_token_id] * tokens + ids(after)
+
+    def num_tokens(self, width: int, height: int) -> int:
+        return self.tokens
+
+    def placeholder_ids(self, n_tokens: int) -> list[int]:
+        if n_tokens != self.tokens:
+            raise ValueError(f"this family's images take {self.tokens} tokens, not {n_tokens}")
+        return list(self._placeholder)
+
+    def process(self, images: Sequence[Image.Image]) -> tuple[dict[str, torch.Tensor], list[int]]:
+        out = self.processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
+        return {"pixel_values": out["pixel_values"].float()}, [self.tokens] * len(images)
+
+    def concat(self, parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return _cat_pixels(parts, ("pixel_values",))
+
+    def save(self, directory: Path) -> None:
+        (Path(directory) / PREPROCESSOR_FILE).write_text(
+            json.dumps({**self.config, SETTINGS_KEY: dict(self.settings)}, indent=2) + "\n")

@@ -14,16 +14,14 @@ are tied.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
 from mprm.models.backbones import BackboneSpec, register_backbone, token_id
-from mprm.models.images import PREPROCESSOR_FILE, SETTINGS_KEY, read_preprocessor_config, resolve_settings
+from mprm.models.images import FixedImages, resolve_settings
 from mprm.models.zoo import TinyFamily, lora_targets, register_tiny
 
 #: Gemma 3's turn markup: ``<bos>``, ``<start_of_turn>user|model\n ... <end_of_turn>\n``, a system
@@ -48,48 +46,16 @@ GEMMA3_TEMPLATE = (
 )
 
 
-class Gemma3Images:
-    """``Gemma3ImageProcessorPil``: one square per image, ``mm_tokens_per_image`` soft tokens."""
+def gemma3_images(directory: Path, config: Any, tokenizer: Any, settings: dict[str, Any]) -> FixedImages:
+    """``Gemma3ImageProcessorPil``, one square per picture; what ``Gemma3Processor`` writes for one
+    ``<start_of_image>`` (its ``full_image_sequence``) around the soft tokens."""
+    from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
-    def __init__(self, directory: Path, *, tokenizer: Any, image_token_id: int, tokens: int) -> None:
-        from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
-
-        self.config = read_preprocessor_config(directory)
-        self.settings: dict[str, Any] = {}
-        keys = ("size", "image_mean", "image_std", "resample", "rescale_factor", "do_normalize")
-        self.processor = Gemma3ImageProcessorPil(**{k: self.config[k] for k in keys if k in self.config},
-                                                 do_pan_and_scan=False)
-        self.image_token_id = image_token_id
-        self.tokens = tokens
-        boi, eoi = token_id(tokenizer, "<start_of_image>"), token_id(tokenizer, "<end_of_image>")
-        blank = list(tokenizer("\n\n", add_special_tokens=False)["input_ids"])
-        # what Gemma3Processor writes for one <start_of_image> (its full_image_sequence), tokenised
-        self._placeholder = blank + [boi] + [image_token_id] * tokens + [eoi] + blank
-
-    def num_tokens(self, width: int, height: int) -> int:
-        return self.tokens
-
-    def placeholder_ids(self, n_tokens: int) -> list[int]:
-        if n_tokens != self.tokens:
-            raise ValueError(f"Gemma 3 images take {self.tokens} tokens, not {n_tokens}")
-        return list(self._placeholder)
-
-    def process(self, images: Sequence[Image.Image]) -> tuple[dict[str, torch.Tensor], list[int]]:
-        out = self.processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
-        return {"pixel_values": out["pixel_values"].float()}, [self.tokens] * len(images)
-
-    def concat(self, parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        return {"pixel_values": torch.cat([p["pixel_values"] for p in parts])}
-
-    def save(self, directory: Path) -> None:
-        (Path(directory) / PREPROCESSOR_FILE).write_text(
-            json.dumps({**self.config, SETTINGS_KEY: {}}, indent=2) + "\n")
-
-
-def gemma3_images(directory: Path, config: Any, tokenizer: Any, settings: dict[str, Any]) -> Gemma3Images:
     resolve_settings(settings, {}, {})  # fixed size: an explicit knob is an error naming that
-    return Gemma3Images(directory, tokenizer=tokenizer, image_token_id=int(config.image_token_id),
-                        tokens=int(config.mm_tokens_per_image))
+    token_id(tokenizer, "<start_of_image>"), token_id(tokenizer, "<end_of_image>")
+    return FixedImages(directory, tokenizer=tokenizer, processor_cls=Gemma3ImageProcessorPil,
+                       image_token_id=int(config.image_token_id), tokens=int(config.mm_tokens_per_image),
+                       before="\n\n<start_of_image>", after="<end_of_image>\n\n", do_pan_and_scan=False)
 
 
 register_backbone(

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from mprm.models.backbones import BackboneSpec, register_backbone, token_id
-from mprm.models.images import PREPROCESSOR_FILE, SETTINGS_KEY, read_preprocessor_config, resolve_settings
+from mprm.models.images import PREPROCESSOR_FILE, SETTINGS_KEY, pil_processor, read_preprocessor_config, resolve_settings
 from mprm.models.zoo import TinyFamily, lora_targets, register_tiny
 
 MAX_IMAGE_SIZE = 4096  # the processors' upper bound on a resized side
@@ -84,9 +84,7 @@ class Idefics3Images:
     def __init__(self, directory: Path, *, tokenizer: Any, image_token_id: int, seq_len: int, processor_cls: type) -> None:
         self.config = read_preprocessor_config(directory)
         self.settings: dict[str, Any] = {}
-        keys = ("size", "max_image_size", "do_image_splitting", "image_mean", "image_std", "resample", "do_pad",
-                "do_resize", "rescale_factor")
-        self.processor = processor_cls(**{k: self.config[k] for k in keys if k in self.config})
+        self.processor = pil_processor(processor_cls, self.config)
         self.longest_edge = int(self.processor.size["longest_edge"])
         self.tile = int(self.processor.max_image_size["longest_edge"])
         self.split = bool(self.processor.do_image_splitting)

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from mprm.models.backbones import CHATML_TEMPLATE, QWEN_SYSTEM, BackboneSpec, register_backbone
-from mprm.models.images import PREPROCESSOR_FILE, SETTINGS_KEY, read_preprocessor_config, resolve_settings
+from mprm.models.images import PREPROCESSOR_FILE, SETTINGS_KEY, pil_processor, read_preprocessor_config, resolve_settings
 from mprm.models.zoo import TinyFamily, lora_targets, register_tiny
 
 #: ChatML with an image part as ``<image>\n``.
@@ -41,8 +41,7 @@ class LlavaOnevisionImages:
 
         self.config = read_preprocessor_config(directory)
         self.settings = resolve_settings({}, {}, {})
-        keys = ("image_grid_pinpoints", "size", "image_mean", "image_std", "resample", "do_pad")
-        self.processor = LlavaOnevisionImageProcessorPil(**{k: self.config[k] for k in keys if k in self.config})
+        self.processor = pil_processor(LlavaOnevisionImageProcessorPil, self.config)
         self.pinpoints = [list(p) for p in self.processor.image_grid_pinpoints]
         self.cell = int(self.processor.size["height"])
         self.image_token_id = image_token_id

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from mprm.models.backbones import QWEN_SYSTEM, BackboneSpec, register_backbone, token_id
-from mprm.models.images import PREPROCESSOR_FILE, SETTINGS_KEY, read_preprocessor_config, resolve_settings
+from mprm.models.images import PREPROCESSOR_FILE, SETTINGS_KEY, pil_processor, read_preprocessor_config, resolve_settings
 from mprm.models.zoo import TinyFamily, lora_targets, register_tiny
 
 #: Mistral's instruct markup: ``<s>``, an optional ``[SYSTEM_PROMPT]...[/SYSTEM_PROMPT]``,
@@ -52,8 +52,7 @@ class PixtralImages:
 
         self.config = read_preprocessor_config(directory)
         self.settings: dict[str, Any] = {}
-        keys = ("size", "image_mean", "image_std", "resample", "rescale_factor")
-        self.processor = PixtralImageProcessorPil(**{k: self.config[k] for k in keys if k in self.config})
+        self.processor = pil_processor(PixtralImageProcessorPil, self.config)
         self.longest_edge = int(self.processor.size["longest_edge"])
         self.cell = patch * merge
         self.image_token_id = image_token_id
