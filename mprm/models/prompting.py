@@ -148,28 +148,46 @@ class Formatter:
         return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=split)["input_ids"])
 
     # ---- images -------------------------------------------------------------------------------
-    def _paths(self, example: dict[str, Any], image_root: str | Path | None) -> list[Path]:
+    def _sources(self, example: dict[str, Any], image_root: str | Path | None) -> list[Path | Image.Image]:
+        """Each entry of ``example["images"]`` as a checked file path (under ``image_root``) or an
+        in-memory PIL image (an RL trainer hands those over, docs/rl.md)."""
         root = Path(image_root) if image_root is not None else Path(".")
-        paths = [root / p for p in example.get("images") or []]
-        for p in paths:
+        out: list[Path | Image.Image] = []
+        for entry in example.get("images") or []:
+            if isinstance(entry, Image.Image):
+                out.append(entry)
+                continue
+            if not isinstance(entry, (str, Path)):
+                raise TypeError(f"item {_item_id(example)}: an image must be a PIL image or a path, "
+                                f"got {type(entry).__name__}")
+            p = root / entry
             if not p.is_file():
-                raise FileNotFoundError(f"item {_item_id(example)}: image {p.resolve()} not found (image root {root.resolve()}: "
-                                        "set the image root to the folder the record's paths are relative to)")
-        return paths
+                raise FileNotFoundError(f"item {_item_id(example)}: image {p.resolve()} not found (image root "
+                                        f"{root.resolve()}: set the image root to the folder the record's paths are "
+                                        "relative to)")
+            out.append(p)
+        return out
 
     def image_sizes(self, example: dict[str, Any], image_root: str | Path | None = None) -> list[tuple[int, int]]:
-        """PIL ``(width, height)`` of every file in ``example["images"]`` (reads headers only)."""
+        """PIL ``(width, height)`` of every image of ``example["images"]`` (files: headers only)."""
         sizes = []
-        for p in self._paths(example, image_root):
-            with Image.open(p) as im:
+        for src in self._sources(example, image_root):
+            if isinstance(src, Image.Image):
+                sizes.append(src.size)
+                continue
+            with Image.open(src) as im:
                 sizes.append(im.size)
         return sizes
 
     def load_images(self, example: dict[str, Any], image_root: str | Path | None = None) -> list[Image.Image]:
-        """The image(s) the model sees: one canvas (at most ``max_columns`` per row) or each file."""
+        """The image(s) the model sees, as RGB: one canvas (at most ``max_columns`` per row) or each
+        image. A path and the same picture in memory give the same pixels."""
         loaded = []
-        for p in self._paths(example, image_root):
-            with Image.open(p) as im:
+        for src in self._sources(example, image_root):
+            if isinstance(src, Image.Image):
+                loaded.append(src.convert("RGB"))
+                continue
+            with Image.open(src) as im:
                 loaded.append(im.convert("RGB"))
         if self.multi_image == "canvas" and len(loaded) > 1:
             return [make_canvas(loaded, self.max_columns)]

@@ -19,10 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from tqdm import tqdm
-
-from mprm.models.images import make_canvas
 
 TOO_LONG_MODES = ("raise", "nan")
 
@@ -31,47 +28,9 @@ def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def _open_rgb(image: Image.Image | str | Path, root: str | Path | None, item: str) -> Image.Image:
-    """One picture as RGB: a PIL image is converted as is, a path is read under ``root``."""
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if not isinstance(image, (str, Path)):
-        raise TypeError(f"item {item}: an image must be a PIL image or a path, got {type(image).__name__}")
-    path = (Path(root) if root is not None else Path(".")) / image
-    if not path.is_file():
-        raise FileNotFoundError(f"item {item}: image {path} not found (image_root={root!r})")
-    with Image.open(path) as im:
-        return im.convert("RGB")
-
-
-def encode_example(formatter: Any, example: dict[str, Any], image_root: str | Path | None = None) -> dict[str, Any]:
-    """Model inputs of one example whose ``images`` are paths, PIL images or a mix of both.
-
-    Paths only: :meth:`Formatter.encode` unchanged. With in-memory images the same two stages run
-    on the given pictures: their PIL sizes go to ``encode_text`` and the RGB pictures (one canvas
-    for several under ``multi_image="canvas"``, as ``Formatter.load_images`` builds it) to
-    ``attach_images``.
-    """
-    images = list(example.get("images") or [])
-    if not any(isinstance(im, Image.Image) for im in images):
-        return formatter.encode(example, image_root)
-    item = str(example.get("id", "<no id>"))
-    loaded = [_open_rgb(im, image_root, item) for im in images]
-    encoded = formatter.encode_text(example, image_sizes=[im.size for im in loaded])
-    if formatter.multi_image == "canvas" and len(loaded) > 1:
-        loaded = [make_canvas(loaded, formatter.max_columns)]
-    return formatter.attach_images(encoded, loaded)
-
-
 def _first_step_too_long(formatter: Any, example: dict[str, Any], image_root: str | Path | None) -> bool:
     """Whether the prompt and the first step of ``example`` alone exceed the formatter's limit."""
-    sizes = []
-    for im in example.get("images") or []:
-        if isinstance(im, Image.Image):
-            sizes.append(im.size)
-        else:
-            with Image.open((Path(image_root) if image_root is not None else Path(".")) / im) as f:
-                sizes.append(f.size)
+    sizes = formatter.image_sizes(example, image_root) if example.get("images") else []
     first = {**example, "steps": list(example["steps"])[:1], "labels": None}
     encoded = formatter.encode_text(first, image_sizes=sizes, max_length=sys.maxsize)
     return len(encoded["input_ids"]) > formatter.max_length
@@ -106,7 +65,7 @@ def score_batch(model: Any, examples: Sequence[dict[str, Any]], *, image_root: s
             items: list[dict[str, Any] | None] = []
             for ex in chunk:
                 try:
-                    items.append(encode_example(formatter, {**ex, "labels": None}, image_root))
+                    items.append(formatter.encode({**ex, "labels": None}, image_root))
                 except ValueError:
                     if too_long != "nan" or not ex.get("steps") or not _first_step_too_long(formatter, ex, image_root):
                         raise
