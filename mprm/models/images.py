@@ -1,17 +1,21 @@
 """Image-side processing: canvases, token counts and pixel inputs (METHOD.md 6, "Images").
 
-The transformers processors of both backbones insist on a video processor that imports
-torchvision, which cannot be installed on CPU machines (docs/ENVIRONMENT notes). So this module
-drives the torch-free (PIL) image processors directly and builds the image placeholder tokens
-itself. Two families:
+The transformers processors of most families insist on a video processor that imports
+torchvision, which cannot be installed on CPU machines (docs/ENVIRONMENT notes). So mprm drives
+the torch-free (PIL) image processors directly and builds the image placeholder tokens itself,
+one :class:`ImageHandler` per family kind. The shared ones live here:
 
-* :class:`QwenPatchImages` (Qwen2.5-VL): ``smart_resize`` between ``min_pixels`` and
-  ``max_pixels`` (paper: 784 and 200704), 14-px patches merged 2x2 into one LM token.
+* :class:`QwenPatchImages` (Qwen2-VL, Qwen2.5-VL, Qwen3-VL): ``smart_resize`` between
+  ``min_pixels`` and ``max_pixels`` (paper: 784 and 200704), patches merged 2x2 into one LM token.
 * :class:`InternVLTileImages` (InternVL): 448-px tiles, dynamic resolution up to ``max_tiles``
   (paper: 6) plus a thumbnail, ``image_seq_length`` LM tokens per tile.
+* :class:`FixedImages` (Gemma 3, LLaVA-1.5): one size for every picture, a fixed token count.
 
+Families with their own geometry keep their handler beside their registry entry
+(mprm.models.zoo: LLaVA-OneVision's anyres grid, Idefics3/SmolVLM's squares, Pixtral's rows).
 Every handler can count the LM tokens an image will take from its size alone (so the text stage
-can truncate before any pixel is decoded) and checks that count again when the pixels are made.
+can truncate before any pixel is decoded) and checks that count again when the pixels are made;
+tests/models/test_zoo_processors.py holds each one against its family's transformers processor.
 """
 
 from __future__ import annotations

@@ -81,3 +81,30 @@ def test_two_steps_move_only_trainable_parameters_and_save_load(model, pictures,
 
 def test_lora_round_trip(family, zoo_dir, pictures, tmp_path):
     check_lora(zoo_dir(family), pictures, tmp_path)
+
+
+def test_image_settings_defaults_and_overrides(family, zoo_dir, tmp_path):
+    """The family's defaults apply to a checkpoint without mprm's saved settings; its own knobs
+    override them; a knob of another family is an error naming the family's settings."""
+    import json
+    import shutil
+
+    spec = get_backbone(TINY[family].backbone)
+    folder = zoo_dir(family)
+    if not spec.image_defaults:
+        with pytest.raises(ValueError, match=r"image setting\(s\) \['max_tiles'\] do not apply"):
+            build_reward_model(folder, max_tiles=3)
+        return
+    plain = tmp_path / "plain"
+    shutil.copytree(folder, plain)
+    pre = json.loads((plain / "preprocessor_config.json").read_text())
+    del pre["mprm_image_settings"]
+    (plain / "preprocessor_config.json").write_text(json.dumps(pre))
+    settings = build_reward_model(plain).formatter.images.settings
+    assert {k: settings[k] for k in spec.image_defaults} == spec.image_defaults
+    knob = sorted(spec.image_defaults)[0]
+    assert build_reward_model(folder, **{knob: 4 * spec.image_defaults[knob]}).formatter.images.settings[knob] == \
+        4 * spec.image_defaults[knob]
+    foreign = "max_tiles" if knob != "max_tiles" else "max_pixels"
+    with pytest.raises(ValueError, match=f"image setting\\(s\\) \\['{foreign}'\\] do not apply"):
+        build_reward_model(folder, **{foreign: 3})

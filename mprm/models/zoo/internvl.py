@@ -28,7 +28,7 @@ from mprm.models.backbones import (
     register_backbone,
     token_id,
 )
-from mprm.models.images import PREPROCESSOR_FILE, SETTINGS_KEY, ImageHandler, InternVLTileImages
+from mprm.models.images import PREPROCESSOR_FILE, SETTINGS_KEY, ImageHandler, InternVLTileImages, resolve_settings
 from mprm.models.zoo import TinyFamily, lora_targets, register_tiny
 
 TILES = {"max_tiles": 6}
@@ -41,6 +41,7 @@ INTERNVL_HF_TEMPLATE = CHATML_TEMPLATE.replace(
 
 def internvl_images(directory: Path, config: Any, tokenizer: Any, settings: dict[str, Any], *,
                     defaults: dict[str, int] = TILES) -> ImageHandler:
+    resolve_settings(settings, {}, defaults)  # a knob of another family is an error naming these
     vc = config.vision_config
     image_size = vc.image_size[0] if isinstance(vc.image_size, (list, tuple)) else vc.image_size
     patch = vc.patch_size[0] if isinstance(vc.patch_size, (list, tuple)) else vc.patch_size

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mprm.models.backbones import CHATML_EVAL_PREFIX, CHATML_TEMPLATE, QWEN_SYSTEM, BackboneSpec, register_backbone
-from mprm.models.images import ImageHandler, QwenPatchImages
+from mprm.models.images import ImageHandler, QwenPatchImages, resolve_settings
 from mprm.models.zoo import TinyFamily, lora_targets, register_tiny
 
 QWEN2_PIXELS = {"min_pixels": 784, "max_pixels": 200704}  # 1..256 tokens of 28 x 28 pixels (the paper's)
@@ -38,6 +38,7 @@ _QWEN_PARTS = dict(vision_modules=("model.visual",), language_modules=("model.la
 
 def qwen_images(directory: Path, config: Any, tokenizer: Any, settings: dict[str, Any], *,
                 defaults: dict[str, int]) -> ImageHandler:
+    resolve_settings(settings, {}, defaults)  # a knob of another family is an error naming these
     return QwenPatchImages(
         directory,
         image_token_id=int(config.image_token_id),
