@@ -244,6 +244,14 @@ class InternVLTileImages:
         (Path(directory) / PREPROCESSOR_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
 
 
+def config_digest(config: dict[str, Any]) -> str:
+    """A short digest of a preprocessor config: handlers keep it as a plain attribute, so the
+    trainer's tokenisation cache key (built from plain attributes) changes with any setting."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def pil_processor(cls: type, config: dict[str, Any], **overrides: Any) -> Any:
     """A transformers PIL image processor built from a checkpoint's ``preprocessor_config.json``:
     the keys the class takes (its ``valid_kwargs``), then ``overrides``."""
@@ -261,6 +269,7 @@ class FixedImages:
     def __init__(self, directory: Path, *, tokenizer: Any, processor_cls: type, image_token_id: int, tokens: int,
                  before: str = "", after: str = "", **processor_overrides: Any) -> None:
         self.config = read_preprocessor_config(directory)
+        self.config_digest = config_digest(self.config)
         self.settings: dict[str, Any] = {}
         self.processor = pil_processor(processor_cls, self.config, **processor_overrides)
         self.image_token_id = image_token_id

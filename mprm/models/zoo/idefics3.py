@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from mprm.models.backbones import BackboneSpec, register_backbone, token_id
-from mprm.models.images import PREPROCESSOR_FILE, SETTINGS_KEY, pil_processor, read_preprocessor_config, resolve_settings
+from mprm.models.images import PREPROCESSOR_FILE, SETTINGS_KEY, config_digest, pil_processor, read_preprocessor_config, resolve_settings
 from mprm.models.zoo import TinyFamily, lora_targets, register_tiny
 
 MAX_IMAGE_SIZE = 4096  # the processors' upper bound on a resized side
@@ -83,12 +83,14 @@ class Idefics3Images:
 
     def __init__(self, directory: Path, *, tokenizer: Any, image_token_id: int, seq_len: int, processor_cls: type) -> None:
         self.config = read_preprocessor_config(directory)
+        self.config_digest = config_digest(self.config)
         self.settings: dict[str, Any] = {}
         self.processor = pil_processor(processor_cls, self.config)
         self.longest_edge = int(self.processor.size["longest_edge"])
         self.tile = int(self.processor.max_image_size["longest_edge"])
         self.split = bool(self.processor.do_image_splitting)
         self.tokenizer = tokenizer
+        self._placeholders: dict[tuple[int, int], list[int]] = {}
         self.image_token_id = image_token_id
         self.seq_len = seq_len
         for t in ("<fake_token_around_image>", "<global-img>", "<row_1_col_1>"):
@@ -102,12 +104,11 @@ class Idefics3Images:
         return (rows * cols + 1) * self.seq_len
 
     def placeholder_for(self, width: int, height: int) -> list[int]:
-        return list(self._placeholder(*self.grid(width, height)))
-
-    @functools.lru_cache(maxsize=64)
-    def _placeholder(self, rows: int, cols: int) -> tuple[int, ...]:
-        text = prompt_string(rows, cols, self.seq_len)
-        return tuple(self.tokenizer(text, add_special_tokens=False, split_special_tokens=False)["input_ids"])
+        grid = self.grid(width, height)
+        if grid not in self._placeholders:
+            text = prompt_string(*grid, self.seq_len)
+            self._placeholders[grid] = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return list(self._placeholders[grid])
 
     def process(self, images: Sequence[Image.Image]) -> tuple[dict[str, torch.Tensor], list[int]]:
         out = self.processor(images=[[im.convert("RGB") for im in images]], return_tensors="pt",

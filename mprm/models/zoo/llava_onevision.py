@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from mprm.models.backbones import CHATML_TEMPLATE, QWEN_SYSTEM, BackboneSpec, register_backbone
-from mprm.models.images import PREPROCESSOR_FILE, SETTINGS_KEY, pil_processor, read_preprocessor_config, resolve_settings
+from mprm.models.images import PREPROCESSOR_FILE, SETTINGS_KEY, config_digest, pil_processor, read_preprocessor_config, resolve_settings
 from mprm.models.zoo import TinyFamily, lora_targets, register_tiny
 
 #: ChatML with an image part as ``<image>\n``.
@@ -40,6 +40,7 @@ class LlavaOnevisionImages:
         )
 
         self.config = read_preprocessor_config(directory)
+        self.config_digest = config_digest(self.config)
         self.settings = resolve_settings({}, {}, {})
         self.processor = pil_processor(LlavaOnevisionImageProcessorPil, self.config)
         self.pinpoints = [list(p) for p in self.processor.image_grid_pinpoints]

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from mprm.models.backbones import QWEN_SYSTEM, BackboneSpec, register_backbone, token_id
-from mprm.models.images import PREPROCESSOR_FILE, SETTINGS_KEY, pil_processor, read_preprocessor_config, resolve_settings
+from mprm.models.images import PREPROCESSOR_FILE, SETTINGS_KEY, config_digest, pil_processor, read_preprocessor_config, resolve_settings
 from mprm.models.zoo import TinyFamily, lora_targets, register_tiny
 
 #: Mistral's instruct markup: ``<s>``, an optional ``[SYSTEM_PROMPT]...[/SYSTEM_PROMPT]``,
@@ -51,6 +51,7 @@ class PixtralImages:
         from transformers.models.pixtral.image_processing_pil_pixtral import PixtralImageProcessorPil
 
         self.config = read_preprocessor_config(directory)
+        self.config_digest = config_digest(self.config)
         self.settings: dict[str, Any] = {}
         self.processor = pil_processor(PixtralImageProcessorPil, self.config)
         self.longest_edge = int(self.processor.size["longest_edge"])
