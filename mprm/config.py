@@ -65,9 +65,13 @@ class ModelConfig:
     attn_implementation: str = _f("sdpa", "attention kernel", choices=("sdpa", "eager", "flash_attention_2"))
     multi_image: str = _f("canvas", "several images: one canvas (authors' evaluation) or separate",
                           choices=("canvas", "separate"))
-    max_tiles: Optional[int] = _f(None, "InternVL tiles per image; null = the checkpoint's or the paper's 6")
-    min_pixels: Optional[int] = _f(None, "Qwen2.5-VL min_pixels; null = the checkpoint's or the paper's 784")
-    max_pixels: Optional[int] = _f(None, "Qwen2.5-VL max_pixels; null = the checkpoint's or the paper's 200704")
+    max_tiles: Optional[int] = _f(None, "tiles per image for tiling families (InternVL); null = the checkpoint's "
+                                        "or the family's default (the paper's 6; docs/models.md, the zoo table)")
+    min_pixels: Optional[int] = _f(None, "min_pixels for the Qwen-VL families; null = the checkpoint's or the "
+                                         "family's default (the paper's 784 for Qwen2.5-VL)")
+    max_pixels: Optional[int] = _f(None, "max_pixels for the Qwen-VL families; null = the checkpoint's or the "
+                                         "family's default (the paper's 200704 for Qwen2.5-VL); a knob another "
+                                         "family does not have is an error")
 
 
 @dataclass

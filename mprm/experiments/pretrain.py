@@ -86,7 +86,8 @@ def _domain_texts(work: Path, seed: int, backbone: str) -> list[str]:
 
     generate(work / "vocab", sources=2, rollouts=200, benchmark_items=50, bon_items=0, seed=seed + 1,
              images=False)
-    texts = [PROMPT, "Question: ", "Process: ", get_backbone(backbone).system_prompt, "system", "user", "assistant"] * 2
+    system = get_backbone(backbone).system_prompt or ""  # None: the family has no system turn
+    texts = [PROMPT, "Question: ", "Process: ", system, "system", "user", "assistant"] * 2
     for path in sorted((work / "vocab").rglob("*.jsonl")):
         for line in path.read_text().splitlines():
             row = json.loads(line)
