@@ -23,6 +23,7 @@ Steps (each function named is the real path; docs/selection.md "How it is fast")
 from __future__ import annotations
 
 import gc
+import json
 import os
 import sys
 import time
@@ -34,6 +35,8 @@ from mprm.data.jsonl import FileScan, scan_file
 from mprm.data.lines import corpus_files
 from mprm.data.outputs import OutputJob, write_outputs
 from mprm.data.settings import SelectionResult, SelectionSettings, SelectionSettingsError, SourceCounts
+from mprm.errors import UserError
+from mprm.files import prepare_output_dir, remove_files
 
 #: Below this many input bytes everything runs in this process: starting workers costs more
 #: than it saves (measured, docs/selection.md).
@@ -80,6 +83,10 @@ def _each(items: Iterable[Any], bar: Any) -> Iterable[Any]:
         bar.close()
 
 
+#: What a selection writes besides scores.png; renamed into place together once complete.
+OUTPUT_FILES = ("manifest.jsonl", "report.json", "report.md", "selected.jsonl")
+
+
 def select_corpus(
     inputs: str | os.PathLike | Sequence[str | os.PathLike],
     settings: SelectionSettings,
@@ -105,8 +112,8 @@ def select_corpus(
         raise SelectionSettingsError(f"workers = {workers!r}: must be an integer >= 1")
     started = time.perf_counter()
     files = corpus_files(inputs)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_dir(out_dir)
+    remove_files(out, OUTPUT_FILES)  # a run that fails must not leave an older run's outputs looking new
     gc_was_enabled = gc.isenabled()
     gc.disable()
     pool = _make_pool(workers, files)
@@ -147,6 +154,12 @@ def _select(inputs: Any, settings: SelectionSettings, files: list[tuple[Path, st
         return np.concatenate([getattr(s, name) for s in scans]).astype(dtype) if scans else np.zeros(0, dtype)
 
     names, sizes = [s.source for s in scans], [len(s) for s in scans]
+    if not sum(sizes):
+        lines = sum(s.n_lines for s in scans)
+        rejected = sum(len(s.rejected) for s in scans)
+        raise UserError(f"{', '.join(str(p) for p, _ in files)}: no valid rollout to select from ({lines} non-empty "
+                        f"line(s), {rejected} rejected): point the input at a corpus with records"
+                        + (" or fix the rejected lines (manifest of a --lenient run lists them)" if rejected else ""))
     group_ids = np.repeat(np.arange(len(scans), dtype=np.int64), sizes)
     table = ScoreTable(column("n_steps"), column("n_pos"), column("sum_mc"))
     chosen = select_table(table, group_ids, names, strategy=settings.strategy, fraction=settings.kept_fraction,
@@ -167,12 +180,22 @@ def _select(inputs: Any, settings: SelectionSettings, files: list[tuple[Path, st
         if plot_path is not None:
             _plot(plot_path, chosen.scores, kept, settings)
 
-    write_outputs(out / "selected.jsonl", out / "manifest.jsonl", jobs_2, pool=pool,
-                  progress=_bar(progress, len(jobs_2), "write"), meanwhile=meanwhile)
-    from mprm.data.report import write_reports
+    # written under temporary names and renamed together at the end: a failed or killed run leaves
+    # no selected.jsonl / manifest.jsonl / report that looks complete
+    tmp = {name: out / f".{name}.{os.getpid()}.tmp" for name in OUTPUT_FILES}
+    try:
+        write_outputs(tmp["selected.jsonl"], tmp["manifest.jsonl"], jobs_2, pool=pool,
+                      progress=_bar(progress, len(jobs_2), "write"), meanwhile=meanwhile)
+        from mprm.data.report import render_markdown
 
-    report["seconds"] = round(time.perf_counter() - started, 3)
-    write_reports(out, report)
+        report["seconds"] = round(time.perf_counter() - started, 3)
+        tmp["report.json"].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        tmp["report.md"].write_text(render_markdown(report), encoding="utf-8")
+        for name in OUTPUT_FILES:
+            os.replace(tmp[name], out / name)
+    finally:
+        for path in tmp.values():
+            path.unlink(missing_ok=True)
     sources = {
         scan.source: SourceCounts(file=scan.file, lines=scan.n_lines, valid=len(scan), rejected=len(scan.rejected),
                                   k=chosen.k[scan.source] if settings.per_source else None,

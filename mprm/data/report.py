@@ -12,7 +12,6 @@ walking records again.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -99,12 +98,6 @@ def render_markdown(report: dict[str, Any]) -> str:
     out += ["", "## k per source", "", "| source | k |", "|---|---|"]
     out += [f"| {name} | {k:,} |" for name, k in report["k"].items()]
     return "\n".join(out) + "\n"
-
-
-def write_reports(out_dir: str | Path, report: dict[str, Any]) -> None:
-    out_dir = Path(out_dir)
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out_dir / "report.md").write_text(render_markdown(report))
 
 
 _SIZE, _BOX = (600, 350), (72, 16, 584, 296)  # image; plot area (left, top, right, bottom)
