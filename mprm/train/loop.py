@@ -173,8 +173,6 @@ class Progress:
 
 def start_run(cfg: Config, argv: list[str] | None) -> Run:
     """Strategy (before the model: ZeRO-3 init), batch geometry, run_info.json, seeds."""
-    from accelerate.utils import set_seed
-
     check_required(cfg)
     t, out = cfg.train, Path(cfg.train.output_dir)
     strategy = Strategy(mixed_precision=t.mixed_precision, log_with=cfg.logging.report_to, project_dir=out)
@@ -184,7 +182,7 @@ def start_run(cfg: Config, argv: list[str] | None) -> Run:
     if strategy.is_main:
         write_run_info(out, config_yaml=to_yaml(cfg), argv=list(argv or sys.argv),
                        extra={"world_size": strategy.world_size, "mode": strategy.mode, "accumulation": accumulation})
-    set_seed(t.seed)
+    strategy.seed_everything(t.seed)
     return Run(cfg=cfg, out=out, strategy=strategy, accumulation=accumulation)
 
 

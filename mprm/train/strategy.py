@@ -97,6 +97,13 @@ class Strategy:
         return torch.bfloat16 if self.mixed_precision == "bf16" else torch.float32
 
     # -- set-up ------------------------------------------------------------------------------
+    @staticmethod
+    def seed_everything(seed: int) -> None:
+        """Seed python, numpy and torch (every device) the way accelerate does."""
+        from accelerate.utils import set_seed
+
+        set_seed(seed)
+
     def configure_batches(self, *, micro_batch_size: int, accumulation: int, max_grad_norm: float) -> None:
         """Tell accelerate (and DeepSpeed's config, whose batch keys are "auto") the batch geometry."""
         self.accelerator.gradient_accumulation_steps = accumulation
