@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 import yaml
 
+from mprm.data.settings import STRATEGIES
 from mprm.errors import UserError
 
 
@@ -93,7 +94,7 @@ class DataConfig:
 @dataclass
 class SelectionConfig:
     strategy: str = _f("full", "subset to train on (METHOD.md 3-4); full = every rollout",
-                       choices=("full", "bis", "random", "low_mc", "mixed", "reliable"))
+                       choices=STRATEGIES)
     fraction: float = _f(1.0, "kept fraction rho per source file (METHOD.md 3)")
     alpha: float = _f(0.05, "BIS alpha (METHOD.md 3; the authors used 0.2 at rho = 10%)")
     seed: int = _f(0, "seed of the random baselines")

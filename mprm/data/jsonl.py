@@ -31,7 +31,6 @@ import numpy as np
 
 from mprm.data.labels import mc_target
 from mprm.data.lines import chunks, parquet_rows
-from mprm.data.lines import iter_lines  # noqa: F401  (mprm.eval.items imports it from here)
 from mprm.data.validation import DataError, RecordError, check_rollout, parse_json_line, record_id
 
 #: Bytes per decode batch in pass 1 (rounded up to a whole line).

@@ -32,7 +32,7 @@ def _own_ids(path: Path) -> list[Any]:
     ``BenchItem.id`` falls back to the line number, so whether a record had an id of its own is
     read here from the lines themselves (the same line iterator and parser as the reader).
     """
-    from mprm.data.jsonl import iter_lines, parquet_rows
+    from mprm.data.lines import iter_lines, parquet_rows
     from mprm.data.validation import parse_json_line
 
     if path.suffix == ".parquet":

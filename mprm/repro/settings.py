@@ -12,9 +12,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from mprm.data.settings import STRATEGIES
+
 #: MC continuations per step in VisualPRM400K (METHOD.md 1): tau = k/N names "k/N".
 NUM_MC = 16
-STRATEGIES: tuple[str, ...] = ("full", "random", "bis", "mixed", "reliable", "low_mc")
 _STRATEGY_TITLES = {"random": "Random", "bis": "BIS", "mixed": "Mixed", "reliable": "Reliable", "low_mc": "Low-MC"}
 DEFAULT_ALPHA = 0.05
 #: alpha the authors' public code used per kept fraction (METHOD.md 3, 10.1); others use 0.05.
