@@ -235,6 +235,7 @@ def _varied_lines(tools) -> list:
 @pytest.mark.parametrize("unannotated,threshold", [("negative", 0.0), ("truncate", 0.0625)])
 def test_fast_scan_agrees_with_precise_reader_in_every_chunking(tmp_path, tools, monkeypatch, chunk_bytes, unannotated, threshold):
     from mprm.data import jsonl
+    from mprm.data.lines import iter_lines
 
     path = tools.write_jsonl(tmp_path / "src.jsonl", _varied_lines(tools))
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
@@ -256,7 +257,7 @@ def test_fast_scan_agrees_with_precise_reader_in_every_chunking(tmp_path, tools,
     raw = path.read_bytes()
     for line, offset, size, *_ in scan.rows:  # offsets point at the line's own bytes
         assert raw[offset : offset + size].rstrip(b"\r") == raw.split(b"\n")[line - 1].lstrip(b"\xef\xbb\xbf").rstrip(b"\r")
-    lines = list(jsonl.iter_lines(path))  # the other readers' line reader: the same lines and offsets
+    lines = list(iter_lines(path))  # the other readers' line reader: the same lines and offsets
     assert [n for n, _, _ in lines] == [n for n, _, _ in results]
     assert {n: (o, len(b)) for n, o, b in lines if n in scan.line} == {r[0]: (r[1], r[2]) for r in scan.rows}
 
