@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from mprm.experiments.demo import DEFAULT_CACHE, DemoSettings
+from mprm.experiments.pretrain import PRETRAIN_BACKBONES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = DemoSettings()
     parser.add_argument("--output", default=str(d.output), help=f"run folder (default {d.output})")
-    parser.add_argument("--backbone", default=d.backbone, choices=("qwen2_5_vl", "internvl"))
+    parser.add_argument("--backbone", default=d.backbone, choices=PRETRAIN_BACKBONES,
+                        help="backbone family of the tiny pretrained model (default qwen2_5_vl)")
     parser.add_argument("--sources", type=int, default=d.sources, help=f"corpus source files (default {d.sources})")
     parser.add_argument("--rollouts", type=int, default=d.rollouts, help=f"rollouts per source (default {d.rollouts})")
     parser.add_argument("--benchmark-items", type=int, default=d.benchmark_items,

@@ -40,6 +40,9 @@ PRETRAIN_FILE = "pretrain.json"
 # 3: the authors' layout (empty user turn, text in the assistant turn; decisions.md D-MODELS-10).
 RECIPE_VERSION = 3
 PROMPT = "Describe the picture."
+#: Families whose tiny model this pretraining knows (its vocabulary recipe and layout words are the
+#: paper's two backbones'); ``mprm tiny`` without ``--pretrain`` builds every family.
+PRETRAIN_BACKBONES = ("qwen2_5_vl", "internvl")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,9 @@ class PretrainSettings:
     solution_share: float = 0.5
 
     def validate(self) -> None:
+        if self.backbone not in PRETRAIN_BACKBONES:
+            raise ValueError(f"pretraining supports backbone {' or '.join(PRETRAIN_BACKBONES)}, not {self.backbone!r}; "
+                             "without --pretrain every family is available")
         bad = [f"{k}={v!r}" for k, v in asdict(self).items()
                if k not in ("backbone", "lr", "seed", "solution_share") and (not isinstance(v, int) or v < 1)]
         if self.lr <= 0:
