@@ -89,21 +89,24 @@ def _table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
-def _learning(out: Path, before: Path, after: Path) -> list[str]:
-    """Loss curve ends and first-error AUC: what reward training changed, from this run's files."""
+def _losses(metrics_jsonl: Path) -> list[tuple[int, float]]:
+    """``(step, loss)`` of every logged optimiser step of the run."""
+    rows = [json.loads(ln) for ln in metrics_jsonl.read_text().splitlines() if ln.strip()]
+    return [(r["step"], r["loss"]) for r in rows if "loss" in r]
+
+
+def _learning(losses: list[tuple[int, float]], evaluated: list[tuple[str, dict[str, Any], Path]]) -> list[str]:
+    """Loss curve ends and first-error AUC: what reward training changed. ``evaluated``: (label,
+    metrics.json content, its folder with predictions.jsonl) before and after."""
     from mprm.eval.metrics import first_error_auc
     from mprm.eval.predictions import read_predictions
 
-    rows = [json.loads(ln) for ln in (out / "train" / "metrics.jsonl").read_text().splitlines() if ln.strip()]
-    losses = [(r["step"], r["loss"]) for r in rows if "loss" in r]
     lines = []
     if losses:
         lines.append(f"training loss: {losses[0][1]:.4f} at step {losses[0][0]} -> {losses[-1][1]:.4f} at step "
                      f"{losses[-1][0]} (mean cross-entropy per labelled step)")
-    for label, folder in (("untrained", before), ("trained", after)):
-        preds = read_predictions(folder / "predictions.jsonl")
-        metrics = json.loads((folder / "metrics.json").read_text())
-        auc_first = first_error_auc(preds)
+    for label, metrics, folder in evaluated:
+        auc_first = first_error_auc(read_predictions(folder / "predictions.jsonl"))
         auc_all = metrics["results"]["fixed"]["auc"]
         lines.append(f"{label}: AUC correct vs first wrong step {_fmt(auc_first)}; vs every wrong step {_fmt(auc_all)}")
     return lines
@@ -113,16 +116,14 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
-def _plot(path: Path, metrics_jsonl: Path, before: dict[str, Any], after: dict[str, Any]) -> None:
+def _plot(path: Path, losses: list[tuple[int, float]], before: dict[str, Any], after: dict[str, Any]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(ln) for ln in metrics_jsonl.read_text().splitlines() if ln.strip()]
-    rows = [r for r in rows if "loss" in r]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    ax1.plot([r["step"] for r in rows], [r["loss"] for r in rows])
+    ax1.plot([step for step, _ in losses], [loss for _, loss in losses])
     ax1.set_xlabel("optimiser step")
     ax1.set_ylabel("training loss (mean CE per labelled step)")
     ax1.set_title("reward training")
@@ -181,10 +182,11 @@ def run_demo(s: DemoSettings) -> DemoResult:
     after = evaluate(out / "train" / "final", test_file, data, out / "eval", dev_file)
 
     table = _table([("untrained", before), (f"{s.strategy}-{s.fraction:g} trained", after)])
-    learning = _learning(out, out / "eval_untrained", out / "eval")
+    losses = _losses(out / "train" / "metrics.jsonl")
+    learning = _learning(losses, [("untrained", before, out / "eval_untrained"), ("trained", after, out / "eval")])
     (out / "results.md").write_text(table + "\n\n" + "\n".join(f"- {ln}" for ln in learning) + "\n")
     plot = out / "demo.png"
-    _plot(plot, out / "train" / "metrics.jsonl", before, after)
+    _plot(plot, losses, before, after)
     return DemoResult(table=table, learning=learning, plot=plot, n_test=n_test, n_dev=n_dev,
                       trained_f1=after["results"][HEADLINE_KIND]["overall"],
                       untrained_f1=before["results"][HEADLINE_KIND]["overall"], seconds=time.time() - t_start)
