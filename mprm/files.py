@@ -11,11 +11,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 from mprm.errors import UserError
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def looks_like_hub_id(path: str | Path) -> bool:
+    """True for ``ORG/NAME`` (or ``NAME``) naming no local path: not existing, not absolute, and
+    no existing parent folder (``runs/missing`` is a mistyped folder, not a hub id)."""
+    text = str(path)
+    local = Path(text)
+    if local.exists() or local.is_absolute() or not _HUB_ID.match(text):
+        return False
+    return str(local.parent) == "." or not local.parent.exists()
 
 
 def require_file(path: str | Path, flag: str) -> Path:

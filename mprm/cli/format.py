@@ -29,12 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mprm.data.examples import default_image_root, read_example
+    from mprm.eval.loading import LazyModel
+    from mprm.eval.settings import EvalSettings
     from mprm.models.inspect import format_view, human_view
-    from mprm.models.reward import load_any_model
 
     _, example = read_example(args.input, args.line, label_threshold=args.label_threshold)
     root = args.image_root or default_image_root(args.input)
-    model = load_any_model(args.model, backbone=args.backbone, prompt_style=args.prompt_style)
+    # the same model sources as eval.py --model: a saved reward model, or a base checkpoint / hub id
+    settings = EvalSettings(prompt_style=args.prompt_style, device="cpu")
+    model = LazyModel.from_spec(args.model, settings, backbone=args.backbone).get()
     view = format_view(model.formatter, example, image_root=root)
     if args.json:
         print(json.dumps({k: view[k] for k in ("text", "input_ids", "prm_positions", "labels")}, ensure_ascii=False))

@@ -18,16 +18,15 @@ run, or re-drawing a checkpoint curve, loads nothing.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mprm.errors import UserError
+from mprm.files import looks_like_hub_id
 from mprm.eval.settings import EvalSettings
 
 MODEL_MARKER = "mprm_config.json"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,7 @@ def resolve_model(spec: str | Path, *, backbone: str | None = None, head: str | 
                         f"(config.json): point --model at a model folder")
     if path.exists():
         raise UserError(f"{path}: is a file, expected a model folder or a hub id (--model)")
-    parent = path.parent
-    if not _HUB_ID.match(text) or path.is_absolute() or (str(parent) != "." and parent.exists()):
+    if not looks_like_hub_id(text):
         raise UserError(f"{path}: no such model folder (--model): check the path")
     return ModelSource(text, zero_shot=True, backbone=backbone, head=head)
 

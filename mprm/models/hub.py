@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from mprm.errors import UserError
+from mprm.files import looks_like_hub_id
 
 #: What a reward model or base checkpoint needs; nothing else is downloaded.
 CHECKPOINT_PATTERNS = ("*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "*.tiktoken", "adapter/*")
@@ -21,12 +22,6 @@ CHECKPOINT_PATTERNS = ("*.json", "*.safetensors", "*.jinja", "*.model", "*.txt",
 
 class CheckpointNotFound(UserError):
     """Neither a local folder nor a hub id that can be resolved (names both and the fix)."""
-
-
-def looks_like_hub_id(path: str | Path) -> bool:
-    """``ORG/NAME`` (or ``NAME``) that is not an existing local path."""
-    text = str(path)
-    return not Path(text).exists() and text.count("/") <= 1 and not text.startswith((".", "/", "~"))
 
 
 def resolve_checkpoint(path: str | Path, *, revision: str | None = None) -> Path:

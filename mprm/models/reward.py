@@ -29,7 +29,8 @@ from transformers.utils import ModelOutput
 from mprm.data.labels import IGNORE_LABEL
 from mprm.models.backbones import BackboneSpec, detect_backbone, get_backbone
 from mprm.models.heads import StepHead, get_head, make_head
-from mprm.models.hub import CheckpointNotFound, looks_like_hub_id, resolve_checkpoint
+from mprm.files import looks_like_hub_id
+from mprm.models.hub import CheckpointNotFound, resolve_checkpoint
 from mprm.models.lora import LoraSettings, apply_lora
 from mprm.models.prompting import DEFAULT_SEPARATOR, PRM_TOKEN, Formatter
 
@@ -339,14 +340,3 @@ def load_reward_model(directory: str | Path, *, dtype: torch.dtype | str | None 
     if model.score_head.has_parameters:
         model.score_head.load_state_dict(load_file(str(directory / SCORE_HEAD_FILE)))
     return model
-
-
-def load_any_model(spec: str | Path, *, backbone: str | None = None, head: str | None = None,
-                   prompt_style: str | None = None, revision: str | None = None) -> StepRewardModel:
-    """A saved reward model (its folder holds ``mprm_config.json``) or else a base checkpoint with a
-    fresh head (zero-shot: ``backbone`` / ``head`` apply); ``spec`` is a folder or a hub id."""
-    folder = resolve_checkpoint(spec, revision=revision)
-    extra = {"prompt_style": prompt_style} if prompt_style else {}
-    if (folder / CONFIG_FILE).is_file():
-        return load_reward_model(folder, **extra)
-    return build_reward_model(folder, backbone=backbone, head=head or "yes_no", **extra)
