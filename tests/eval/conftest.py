@@ -15,7 +15,8 @@ from typing import Callable
 import pytest
 
 TWO_CPU_PROCESSES = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
-                     "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu"]
+                     "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu",
+                     "--main_process_port", "0"]  # a free port: launches side by side (pytest -n 2) never collide
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,8 @@ STEPS = 2
 
 
 def _train(repo: Path, out: Path, model: Path, backbone: str, synth: Path, launch: str | None) -> list[dict]:
-    head = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(repo / "launch" / launch)] \
+    head = [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", "0",  # a free port
+            "--config_file", str(repo / "launch" / launch)] \
         if launch else [sys.executable]
     cmd = head + [str(repo / "train.py"), "--config", str(repo / "configs/tiny/qwen2_5_vl.yaml"),
                   f"model.path={model}", f"model.backbone={backbone}", f"data.train={synth / 'annotations'}",

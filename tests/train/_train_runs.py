@@ -22,7 +22,9 @@ def env() -> dict[str, str]:
 
 
 def command(config: str, out: Path, model: Path, synth: Path, *extra: str, launch: str | None = None) -> list[str]:
-    head = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "launch" / launch)] \
+    # port 0: accelerate picks a free port, so launches running side by side (pytest -n 2) never collide
+    head = [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", "0",
+            "--config_file", str(REPO / "launch" / launch)] \
         if launch else [sys.executable]
     return head + [str(REPO / "train.py"), "--config", str(REPO / config), f"model.path={model}",
                    f"data.train={synth / 'annotations'}", f"data.image_root={synth}", f"train.output_dir={out}",
