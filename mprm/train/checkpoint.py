@@ -26,6 +26,8 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -135,33 +137,44 @@ def _fsync_tree(path: Path) -> None:
                 os.fsync(fh.fileno())
 
 
-def save_checkpoint(strategy: Strategy, model: Any, *, output_dir: str | Path, step: int,
-                    trainer_state: dict[str, Any], keep_last: int, keep_models: bool) -> Path:
-    """Write the checkpoint of optimiser step ``step`` atomically; every rank must call this."""
-    root = Path(output_dir) / "checkpoints"
-    final = root / checkpoint_name(step)
-    tmp = root / (checkpoint_name(step) + ".tmp")
+@contextmanager
+def folder_written_whole(strategy: Strategy, final: Path,
+                         on_failure: Callable[[BaseException], UserError]) -> Iterator[Path]:
+    """Yield ``FINAL.tmp`` to write into (every rank); when the block ends, rank 0 renames it over
+    ``final``. A write failure (full disk, file-size limit) removes the ``.tmp`` folder and raises
+    ``on_failure(exc)``; any other error propagates as it is."""
+    tmp = final.with_name(final.name + ".tmp")
     if strategy.is_main:
-        root.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(parents=True, exist_ok=True)
         if tmp.exists():
             shutil.rmtree(tmp)
     strategy.barrier()
-    if final.is_dir() and problem(final) is None:
-        return final  # resumed exactly at a saved step: nothing new to write
     try:
-        strategy.save_state(tmp / "state")
-        strategy.save_model(model, tmp / "model")
+        yield tmp
         if strategy.is_main:
-            (tmp / STATE_FILE).write_text(json.dumps(trainer_state, indent=1, sort_keys=True), encoding="utf-8")
-            (tmp / MANIFEST_FILE).write_text(json.dumps({"files": _files(tmp)}, indent=1), encoding="utf-8")
-            _fsync_tree(tmp)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
     except (OSError, RuntimeError) as exc:
         if not is_write_failure(exc):
             raise
-        raise _save_failed(exc, tmp, final, output_dir) from exc
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise on_failure(exc) from exc
+
+
+def save_checkpoint(strategy: Strategy, model: Any, *, output_dir: str | Path, step: int,
+                    trainer_state: dict[str, Any], keep_last: int, keep_models: bool) -> Path:
+    """Write the checkpoint of optimiser step ``step`` atomically; every rank must call this."""
+    final = Path(output_dir) / "checkpoints" / checkpoint_name(step)
+    if final.is_dir() and problem(final) is None:
+        return final  # resumed exactly at a saved step: nothing new to write
+    with folder_written_whole(strategy, final, lambda exc: _save_failed(exc, final, output_dir)) as tmp:
+        strategy.save_state(tmp / "state")
+        strategy.save_model(model, tmp / "model")
+        if strategy.is_main:
+            (tmp / STATE_FILE).write_text(json.dumps(trainer_state, indent=1, sort_keys=True), encoding="utf-8")
+            (tmp / MANIFEST_FILE).write_text(json.dumps({"files": _files(tmp)}, indent=1), encoding="utf-8")
+            _fsync_tree(tmp)
     if strategy.is_main:
         prune(output_dir, keep_last=keep_last, keep_models=keep_models)
     strategy.barrier()
@@ -190,9 +203,8 @@ def _size(folder: Path) -> int:
     return sum(_files(folder).values()) if folder.is_dir() else 0
 
 
-def _save_failed(exc: BaseException, tmp: Path, final: Path, output_dir: str | Path) -> CheckpointError:
-    """Remove the half-written ``.tmp`` and say what happened, where, and how much space it needs."""
-    shutil.rmtree(tmp, ignore_errors=True)
+def _save_failed(exc: BaseException, final: Path, output_dir: str | Path) -> CheckpointError:
+    """What happened, where, and how much space it needs (the ``.tmp`` folder is gone already)."""
     done = [d for _, d in list_checkpoints(output_dir) if d != final and problem(d) is None]
     previous = done[-1] if done else None
     free = shutil.disk_usage(final.parent).free

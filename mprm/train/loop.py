@@ -10,7 +10,6 @@ checkpoint layout in checkpoint.py.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -326,23 +325,15 @@ def save_final(run: Run, model: Any, data: TrainData, progress: Progress, start_
     """``OUTPUT_DIR/final`` (written to ``final.tmp``, then renamed) and run_summary.json."""
     strategy, out = run.strategy, run.out
     run_wall = time.perf_counter() - progress.wall0
-    final, tmp = out / "final", out / "final.tmp"
-    if strategy.is_main and tmp.exists():
-        shutil.rmtree(tmp)
-    strategy.barrier()
-    try:
+    final = out / "final"
+
+    def failed(exc: BaseException) -> ckpt.CheckpointError:
+        return ckpt.CheckpointError(f"{final}: final model not saved ({ckpt.write_failure_reason(exc)}); "
+                                    f"{shutil.disk_usage(out).free / 2**20:.1f} MiB free on {out}: free space and "
+                                    "rerun (it resumes from the last checkpoint)")
+
+    with ckpt.folder_written_whole(strategy, final, failed) as tmp:
         strategy.save_model(model, tmp)
-        if strategy.is_main:
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-    except (OSError, RuntimeError) as exc:
-        if not ckpt.is_write_failure(exc):
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ckpt.CheckpointError(f"{final}: final model not saved ({ckpt.write_failure_reason(exc)}); "
-                                   f"{shutil.disk_usage(out).free / 2**20:.1f} MiB free on {out}: free space and "
-                                   "rerun (it resumes from the last checkpoint)") from exc
     world = strategy.world_size
     summary = {"optimizer_steps": data.plan.total_steps, "steps_this_session": data.plan.total_steps - start_step,
                "samples": progress.samples, "tokens": progress.tokens, "wall_s": progress.wall_before + run_wall,
