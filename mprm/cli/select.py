@@ -67,7 +67,7 @@ def settings_from_args(args: argparse.Namespace) -> SelectionSettings:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     return SelectionSettings(
         strategy=args.strategy, fraction=args.fraction, alpha=args.alpha, seed=args.seed, per_source=not args.global_,
-        label_threshold=0.0 if args.soft_labels else args.label_threshold, soft_labels=bool(args.soft_labels),
+        label_threshold=args.label_threshold, soft_labels=bool(args.soft_labels),
         unannotated=args.unannotated, lenient=bool(args.lenient))
 
 

@@ -30,7 +30,8 @@ import torch
 
 from mprm.data.labels import IGNORE_LABEL, mc_targets
 from mprm.data.pipeline import select_corpus
-from mprm.data.settings import SelectionSettings
+from mprm.data.settings import SelectionSettings, SelectionSettingsError
+from mprm.data.validation import InputPathError
 
 
 # ---- 1. what file to train on ------------------------------------------------------------------
@@ -56,29 +57,44 @@ def is_training_jsonl(path: str | Path) -> bool:
     return bool(row) and "steps_with_score" not in row and "steps" in row and ("labels" in row or "mc_scores" in row)
 
 
-def resolve_training_file(*, train: str, output_dir: Path, strategy: str, fraction: float, alpha: float,
-                          seed: int, per_source: bool, label_threshold: float, soft_labels: bool,
-                          unannotated: str, lenient: bool, is_main: bool) -> Path:
+def selection_settings(cfg: Any) -> SelectionSettings:
+    """The one :class:`SelectionSettings` of a training config: ``selection.*`` plus the ``data.*``
+    keys that shape the written labels (``label_threshold``, ``soft_labels``, ``unannotated``,
+    ``lenient``). Raises ``SelectionSettingsError`` for a bad combination.
+
+    ``data.label_threshold`` is documented as ignored under ``data.soft_labels`` (a config may
+    keep a threshold while trying soft labels), whereas ``SelectionSettings`` refuses the pair as a
+    contradiction; so the threshold is left out here, the one place a config becomes settings.
+    """
+    s, d = cfg.selection, cfg.data
+    return SelectionSettings(strategy=s.strategy, fraction=s.fraction, alpha=s.alpha, seed=s.seed,
+                             per_source=s.per_source, label_threshold=0.0 if d.soft_labels else d.label_threshold,
+                             soft_labels=d.soft_labels, unannotated=d.unannotated, lenient=d.lenient)
+
+
+def resolve_training_file(train: str | Path, settings: SelectionSettings, *, output_dir: Path,
+                          is_main: bool) -> Path:
     """Path of the ``selected.jsonl`` to train on; for a corpus, rank 0 selects into
     ``OUTPUT_DIR/selection/`` with :func:`mprm.data.pipeline.select_corpus` (METHOD.md 3-4).
 
-    A stamp file holds the corpus path and the settings as applied, so a rerun or a resume with
-    the same ones reuses the selection. Bad records raise ``DataError`` (``FILE:LINE: ...``), bad
-    settings ``SelectionSettingsError``. With ``soft_labels`` the threshold is ignored, as
-    ``data.soft_labels`` says. Call on every rank, then barrier: other ranks return the same path
-    without writing.
+    ``train`` is ``data.train``; ``settings`` come from :func:`selection_settings`. A stamp file
+    holds the corpus path and the settings as applied, so a rerun or a resume with the same ones
+    reuses the selection. A missing ``data.train`` raises ``InputPathError``, a given
+    ``selected.jsonl`` with a strategy other than ``full`` ``SelectionSettingsError``, bad records
+    ``DataError`` (``FILE:LINE: ...``): all user errors, one line each. Call on every rank, then
+    barrier: other ranks return the same path without writing.
     """
     src = Path(train)
     if not src.exists():
-        raise FileNotFoundError(f"data.train = {train!r}: no such file or folder")
+        raise InputPathError(f"{train}: no such file or folder (data.train): set data.train to a corpus folder "
+                             "(annotations/*.jsonl), a .jsonl/.parquet corpus or a selected.jsonl")
     if is_training_jsonl(src):
-        if strategy != "full":
-            raise ValueError(f"data.train = {train!r} is already a training selection; set selection.strategy=full "
-                             f"or point data.train at the corpus to select with {strategy!r}")
+        if settings.strategy != "full":
+            raise SelectionSettingsError(
+                f"{train}: already a training selection (a selected.jsonl) but selection.strategy = "
+                f"{settings.strategy!r}: set selection.strategy=full to train on it as it is, or point data.train "
+                f"at the corpus to select from with {settings.strategy!r}")
         return src
-    settings = SelectionSettings(strategy=strategy, fraction=None if strategy == "full" else fraction, alpha=alpha,
-                                 seed=seed, per_source=per_source, label_threshold=0.0 if soft_labels else label_threshold,
-                                 soft_labels=soft_labels, unannotated=unannotated, lenient=lenient)
     out_dir = output_dir / "selection"
     selected = out_dir / "selected.jsonl"
     stamp = out_dir / ".mprm-train-select.json"

@@ -32,6 +32,7 @@ from mprm.train.data import (
     load_table,
     make_loader,
     resolve_training_file,
+    selection_settings,
 )
 from mprm.train.evaluate import evaluate_dev
 from mprm.train.monitor import RunLog, write_run_info
@@ -188,11 +189,8 @@ def start_run(cfg: Config, argv: list[str] | None) -> Run:
 def select_training_file(run: Run) -> Path:
     """The selection of ``cfg.selection`` written into the run folder (rank 0), then a barrier."""
     cfg = run.cfg
-    train_file = resolve_training_file(
-        train=cfg.data.train, output_dir=run.out, strategy=cfg.selection.strategy, fraction=cfg.selection.fraction,
-        alpha=cfg.selection.alpha, seed=cfg.selection.seed, per_source=cfg.selection.per_source,
-        label_threshold=cfg.data.label_threshold, soft_labels=cfg.data.soft_labels,
-        unannotated=cfg.data.unannotated, lenient=cfg.data.lenient, is_main=run.strategy.is_main)
+    train_file = resolve_training_file(cfg.data.train, selection_settings(cfg), output_dir=run.out,
+                                       is_main=run.strategy.is_main)
     run.strategy.barrier()
     return train_file
 

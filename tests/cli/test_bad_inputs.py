@@ -58,6 +58,9 @@ def _setup(kind: str, tmp: Path, synth: Path) -> None:
         row = json.loads(lines[0])
         row["image"] = "VisualPRM400K-v1.1-Raw/missing/picture.png"
         (tmp / "root" / "annotations" / "src.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    elif kind == "selected":  # a training selection (what mprm select writes), not a corpus
+        row = {"id": "a:1", "source": "a", "images": [], "question": "1 + 1?", "steps": ["2"], "labels": [1.0]}
+        (tmp / "selected.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
     elif kind == "bad_run":
         run = tmp / "runs" / "r1"
         run.mkdir(parents=True)
@@ -108,6 +111,10 @@ CASES = [
          says=("{T}/no_model",), absent=("{T}/run/final",)),
     Case("train: a bad corpus record", TRAIN + ["data.train={T}/c.jsonl"], setup="nan",
          says=("{T}/c.jsonl:2:",), absent=("{T}/run/final", "{T}/run/selection/selected.jsonl")),
+    Case("train: a selected.jsonl with a selection strategy",
+         TRAIN + ["data.train={T}/selected.jsonl", "selection.strategy=bis", "selection.fraction=0.5"],
+         setup="selected", says=("{T}/selected.jsonl: already a training selection", "selection.strategy=full"),
+         absent=("{T}/run/final", "{T}/run/selection")),
     Case("train: image missing under the default root", TRAIN[:4] + ["model.path={M}", "data.train={T}/root/annotations", "data.image_root=",
                                                                     "train.output_dir={T}/run"],
          setup="corpus_root", says=("{T}/root/VisualPRM400K-v1.1-Raw/missing/picture.png", "image root {T}/root"),
