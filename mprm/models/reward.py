@@ -6,10 +6,12 @@ score = softmax P("Yes"). Head ``linear``: a new ``Linear(hidden, 1)`` on the ``
 state with BCE, score = sigmoid. The loss comes back as a sum and a count of labelled steps so the
 trainer can normalise over a whole optimiser step (METHOD.md 10.6).
 
-The LM head is only ever applied to the gathered ``[n_prm, hidden]`` hidden states, never to the
-whole sequence. The full ``lm_head`` module is called on them and the two columns picked: cheap
-(n_prm rows), and under DeepSpeed ZeRO-3 the module call is what triggers the gather of its
-partitioned weight (decisions.md D-MODELS-4).
+The head gets the batch as :class:`~mprm.models.heads.HeadInputs` (last hidden state, token ids,
+mask, ``<prm>`` rows and positions); the built-in heads read only the gathered ``[n_prm, hidden]``
+``<prm>`` states. The LM head is only ever applied to those, never to the whole sequence. The full
+``lm_head`` module is called on them and the two columns picked: cheap (n_prm rows), and under
+DeepSpeed ZeRO-3 the module call is what triggers the gather of its partitioned weight
+(decisions.md D-MODELS-4).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from transformers.utils import ModelOutput
 
 from mprm.data.labels import IGNORE_LABEL
 from mprm.models.backbones import BackboneSpec, detect_backbone, get_backbone
-from mprm.models.heads import StepHead, get_head, make_head
+from mprm.models.heads import DEFAULT_HEAD, HeadInputs, StepHead, get_head, make_head
 from mprm.files import looks_like_hub_id
 from mprm.models.hub import CheckpointNotFound, resolve_checkpoint
 from mprm.models.lora import LoraSettings, apply_lora
@@ -174,10 +176,11 @@ class StepRewardModel(nn.Module):
         hf = self.hf_model
         out = hf.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
                        **{k: v for k, v in vision.items() if v is not None})
-        hidden = out.last_hidden_state[prm_batch_index, prm_positions]
-        logits = self.score_head.logits(hidden, hf.get_output_embeddings())
+        inputs = HeadInputs(hidden=out.last_hidden_state, input_ids=input_ids, attention_mask=attention_mask,
+                            prm_batch=prm_batch_index, prm_pos=prm_positions)
+        logits = self.score_head.logits(inputs, hf.get_output_embeddings())
         if prm_labels is None:
-            prm_labels = torch.full((hidden.shape[0],), IGNORE_LABEL, device=hidden.device)
+            prm_labels = torch.full((inputs.n_prm,), IGNORE_LABEL, device=logits.device)
         loss_sum, n = self.score_head.loss(logits, prm_labels.to(logits.device))
         return RewardOutput(loss_sum=loss_sum, n_labelled=n, scores=self.score_head.scores(logits.detach()),
                             logits=logits)
@@ -257,7 +260,7 @@ def _attn(attn_implementation: str | None) -> str:
 
 
 def build_reward_model(
-    path: str | Path, *, backbone: str | None = None, head: str = "yes_no", separator: str = DEFAULT_SEPARATOR,
+    path: str | Path, *, backbone: str | None = None, head: str = DEFAULT_HEAD, separator: str = DEFAULT_SEPARATOR,
     max_length: int = 8192, dtype: torch.dtype | str | None = None, attn_implementation: str | None = None,
     freeze_vision: bool = True, lora: LoraSettings | None = None,
     gradient_checkpointing: bool = False,
