@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mprm.models.heads import DEFAULT_HEAD
+
 DEFAULT_CACHE = Path(os.environ.get("MPRM_CACHE", Path.home() / ".cache" / "mprm"))
 HEADLINE_KIND = "dev"
 
@@ -40,7 +42,7 @@ class DemoSettings:
     benchmark_items: int = 300
     strategy: str = "bis"
     fraction: float = 0.25
-    head: str = "yes_no"
+    head: str = DEFAULT_HEAD
     epochs: int = 1
     batch_size: int = 16
     lr: float = 1e-3

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from mprm.config import Config, checked
 from mprm.data.synth import NoiseSettings, generate
+from mprm.models.heads import DEFAULT_HEAD
 
 
 class SynthSplit(NamedTuple):
@@ -39,7 +40,7 @@ def prepare_synth(out: Path, *, sources: int, rollouts: int, benchmark_items: in
 
 def train_config(*, backbone_dir: Path, backbone: str, data: Path, output_dir: Path, strategy: str,
                  fraction: float, alpha: float = 0.05, seed: int = 0, batch_size: int = 16, lr: float = 1e-3,
-                 epochs: int = 1, head: str = "yes_no") -> Config:
+                 epochs: int = 1, head: str = DEFAULT_HEAD) -> Config:
     """The training config of a one-process CPU run on a synthetic corpus: the paper's recipe
     (METHOD.md 6) scaled down, no intermediate checkpoints. Validated like a YAML config."""
     cfg = Config()
