@@ -23,7 +23,7 @@ import numpy as np
 
 from mprm.errors import UserError
 from mprm.eval.aggregate import AGGREGATES, aggregate as aggregate_scores, check_aggregate
-from mprm.files import atomic_write_text
+from mprm.files import atomic_write_text, require_file
 from mprm.eval.settings import EvalSettings
 from mprm.eval.tables import render_bon_md
 
@@ -140,13 +140,17 @@ def evaluate_bon(bon_file: str | Path, model: Any, out_dir: str | Path, settings
     token limit has no score: it is left out of its candidate's aggregate and counted
     (``cut_steps``), as the RL reward does, or is an error with ``settings.strict_length``.
     Rank 0 returns the bon.json content; other ranks (under ``accelerate launch``) ``None``.
+    A missing ``bon_file``, an unset or missing ``settings.image_root`` or an unknown ``aggregate``
+    is a UserError, raised before the model is loaded.
     """
     from mprm.eval.items import check_images
     from mprm.eval.runner import score_to_file
 
     check_aggregate(aggregate)
+    bon_file = require_file(bon_file, "--bon")
+    root = settings.require_image_root("--bon")
     rows = read_bon(bon_file)
-    rows, skipped = check_images(rows, settings.image_root, origin=str(bon_file), skip=settings.skip_missing_images)
+    rows, skipped = check_images(rows, root, origin=str(bon_file), skip=settings.skip_missing_images)
     scored = score_to_file(candidate_items(rows), model, settings=settings, out_dir=out_dir, name="bon_predictions",
                            row_fields=("item", "candidate", "data_source", "correct"), desc="scoring candidates",
                            origin=str(bon_file))

@@ -121,7 +121,9 @@ def _warn_cut(prog: str, metrics: dict) -> None:
               f"on them", file=sys.stderr)
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command: the exit code, or a UserError raised for the caller's
+    :func:`~mprm.errors.run_entry` (``main`` here, ``mprm.cli`` for ``mprm eval``) to report."""
     mode = _mode(args)
     settings = settings_from_args(args)
     out: Path = args.output
@@ -129,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
     if mode == "predictions":
         from mprm.eval.pipeline import evaluate_predictions
 
-        metrics = evaluate_predictions(args.predictions, out, threshold=settings.threshold, dev=args.dev)
+        metrics = evaluate_predictions(args.predictions, out, settings, dev=args.dev)
         _warn_cut(prog, metrics)
         print(_summary(metrics))
         print(f"wrote {out / 'metrics.json'} and {out / 'metrics.md'}")
@@ -152,10 +154,8 @@ def _run(args: argparse.Namespace) -> int:
     model = LazyModel.from_spec(args.model, settings, backbone=args.backbone, head=args.head)
     if mode == "bon":
         from mprm.eval.bon import evaluate_bon
-        from mprm.files import require_file
 
-        settings.require_image_root("--bon")
-        result = evaluate_bon(require_file(args.bon, "--bon"), model, out, settings, aggregate=args.aggregate)
+        result = evaluate_bon(args.bon, model, out, settings, aggregate=args.aggregate)
         if result is not None:
             o = result["overall"]
             print(f"Best-of-N ({result['aggregate']}): reranked {100 * o['reranked']:.2f}, first "
@@ -174,11 +174,6 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the parsed command under the error convention (exit 2 and one line for a user error)."""
-    return run_entry(getattr(args, "prog", "eval.py"), lambda: _run(args), ["--debug"] if args.debug else [])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="eval.py",
@@ -186,4 +181,5 @@ def main(argv: list[str] | None = None) -> int:
                     "file, every checkpoint of a run, or Best-of-N reranking.",
     )
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    return run_entry(args.prog, lambda: run(args), ["--debug"] if args.debug else [])

@@ -86,10 +86,15 @@ def _dev_data(
 
 
 def evaluate_predictions(
-    predictions: str | Path, out_dir: str | Path, *, threshold: float = 0.5, dev: str | Path | None = None
+    predictions: str | Path, out_dir: str | Path, settings: EvalSettings | None = None, *,
+    dev: str | Path | None = None,
 ) -> dict[str, Any]:
-    """metrics.json / metrics.md from a predictions file (and a dev predictions file); no torch."""
-    settings = EvalSettings(threshold=threshold)
+    """metrics.json / metrics.md from a predictions file (and a dev predictions file); no torch.
+
+    Of ``settings`` only ``threshold`` (the fixed one) applies: nothing is scored. ``None``: the
+    defaults (:class:`EvalSettings`).
+    """
+    settings = EvalSettings() if settings is None else settings
     test = _step_data(read_predictions(require_file(predictions, "--predictions")), str(predictions))
     out = prepare_output_dir(out_dir)
     dev_data, _, _ = _dev_data(dev, out_dir=out, model=None, settings=settings)

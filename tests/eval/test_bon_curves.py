@@ -41,6 +41,26 @@ def bon_rows(tmp_path):
     return read_bon(p)
 
 
+def test_evaluate_bon_as_a_library_checks_its_inputs_before_loading(tmp_path):
+    """The checks are the library's, not only eval.py's: no model is loaded (``None`` is never
+    touched), each failure is a UserError naming what to fix."""
+    from mprm.eval.bon import evaluate_bon
+    from mprm.eval.settings import EvalSettings
+
+    bon = tmp_path / "bon.jsonl"
+    bon.write_text("".join(json.dumps(r) + "\n" for r in BON_ROWS))
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match=r"nope.jsonl: no such file \(--bon\)"):
+        evaluate_bon(tmp_path / "nope.jsonl", None, out, EvalSettings(image_root=tmp_path))
+    with pytest.raises(UserError, match=r"--bon needs --image-root"):
+        evaluate_bon(bon, None, out, EvalSettings())
+    with pytest.raises(UserError, match=r"no_images: no such folder \(--image-root\)"):
+        evaluate_bon(str(bon), None, out, EvalSettings(image_root=tmp_path / "no_images"))
+    with pytest.raises(UserError, match=r"a.png"):  # the root exists, the pictures do not
+        evaluate_bon(bon, None, out, EvalSettings(image_root=tmp_path))
+    assert not (out / "bon.json").exists()
+
+
 def test_read_bon_accepts_image_and_images(bon_rows):
     assert [r["id"] for r in bon_rows] == ["q1", "q2", "q3", "4"]
     assert bon_rows[1]["images"] == ["b.png"] and bon_rows[2]["images"] == ["c.png", "d.png"]
