@@ -37,7 +37,7 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     args = parser.parse_args(argv)
 
-    from mprm.config import check_required, field_help, load_config
+    from mprm.config import field_help, load_config
 
     if args.help_config:
         for key, text in field_help().items():
@@ -49,18 +49,10 @@ def _main(argv: list[str]) -> int:
 
         return plan_command(cfg, config_path=args.config, launch=args.launch, gpus=args.gpus,
                             gpu_memory_gb=args.gpu_memory)
-    check_required(cfg)
-    if not args.skip_plan_check:
-        from mprm.train.plan import preflight
-
-        refusal = preflight(cfg)  # on a GPU only: before any weight is loaded
-        if refusal:
-            print(refusal, file=sys.stderr)
-            return 3
-
     from mprm.train.loop import train
 
-    train(cfg, argv=["train.py", *argv])
+    # on a GPU, a run the memory plan says does not fit is refused before any weight is loaded (exit 3)
+    train(cfg, argv=["train.py", *argv], plan_check=not args.skip_plan_check)
     return 0
 
 

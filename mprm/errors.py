@@ -22,9 +22,13 @@ class UserError(ValueError):
     """Something the user can fix: the message names where (file, line, field), what and how."""
 
 
-def format_location(file: object, line: int | None = None) -> str:
-    """``FILE`` or ``FILE:LINE``: the prefix every user error message starts with."""
-    return f"{file}:{line}" if line is not None else str(file)
+class Refusal(Exception):
+    """Not a mistake in the input: the library declines to start something it judges would fail
+    (training that the memory plan says does not fit, ``mprm.train.loop.PlanRefusal``).
+    :func:`run_entry` prints the message as it is (several lines) and exits with ``exit_code``,
+    with or without ``--debug``."""
+
+    exit_code = 3
 
 
 def debug_requested(argv: Sequence[str] | None = None) -> bool:
@@ -60,11 +64,15 @@ def run_entry(prog: str, main: Callable[[], int | None], argv: Sequence[str] | N
 
     :class:`UserError` -> exit 2, one line. ``OSError`` about a path the user named (a missing
     file, a folder where a file is expected, an unwritable output folder, a full disk) is reported
-    the same way: it is the user's environment, not a bug. ``KeyboardInterrupt`` -> exit 130.
+    the same way: it is the user's environment, not a bug. :class:`Refusal` -> its message as it
+    is and its exit code (3). ``KeyboardInterrupt`` -> exit 130.
     """
     debug = debug_requested(sys.argv[1:] if argv is None else argv)
     try:
         return int(main() or 0)
+    except Refusal as exc:
+        print(str(exc), file=sys.stderr, flush=True)
+        return exc.exit_code
     except (UserError, OSError) as exc:
         if debug:
             raise

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from mprm.config import Config, ConfigError, accumulation_steps, check_required, to_yaml, weights_dtype
+from mprm.errors import Refusal
 from mprm.data.examples import default_image_root
 from mprm.train import checkpoint as ckpt
 from mprm.train.data import (
@@ -343,8 +344,31 @@ def save_final(run: Run, model: Any, data: TrainData, progress: Progress, start_
     return summary
 
 
-def train(cfg: Config, *, argv: list[str] | None = None) -> dict[str, Any]:
-    """Run (or resume) one training run; returns the run summary (also OUTPUT_DIR/run_summary.json)."""
+class PlanRefusal(Refusal):
+    """The memory plan says this run does not fit these GPUs (exit 3; the message is the plan and
+    what to do, docs/training.md "Memory plan")."""
+
+
+def preflight(cfg: Config, *, env: dict[str, str] | None = None, gpu_memory_gb: float | None = None) -> None:
+    """Before any weight is loaded: raise :class:`PlanRefusal` when, on a GPU, the memory plan of
+    this launch says the run does not fit (:func:`mprm.train.plan.preflight`; ``env`` and
+    ``gpu_memory_gb`` default to this process's launch and GPU). Nothing on a CPU run."""
+    from mprm.train.plan import preflight as plan_preflight
+
+    refusal = plan_preflight(cfg, env=env, gpu_memory_gb=gpu_memory_gb)
+    if refusal:
+        raise PlanRefusal(refusal)
+
+
+def train(cfg: Config, *, argv: list[str] | None = None, plan_check: bool = False) -> dict[str, Any]:
+    """Run (or resume) one training run; returns the run summary (also OUTPUT_DIR/run_summary.json).
+
+    ``plan_check``: first refuse a run the memory plan says does not fit (:func:`preflight`,
+    :class:`PlanRefusal`); ``train.py`` turns it on unless ``--skip-plan-check``.
+    """
+    check_required(cfg)
+    if plan_check:
+        preflight(cfg)
     run = start_run(cfg, argv)
     train_file = select_training_file(run)
     model = build_model(cfg, run.strategy)
@@ -371,4 +395,4 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-__all__ = ["build_model", "make_optimizer", "micro_batch_loss", "model_dtype", "train"]
+__all__ = ["PlanRefusal", "build_model", "make_optimizer", "micro_batch_loss", "model_dtype", "preflight", "train"]
