@@ -128,18 +128,11 @@ def _load_whole(directory: str | Path, dtype: Any) -> Any:
     model it loads; the reward model is no DeepSpeed engine's and must stay whole in each process,
     so the config is set aside while it loads.
     """
-    from transformers.integrations import deepspeed as hf_deepspeed
-
     from mprm.models import load_reward_model
+    from mprm.train.strategy import whole_model_loading
 
-    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
-    active = ref() if ref is not None else None
-    hf_deepspeed.unset_hf_deepspeed_config()
-    try:
+    with whole_model_loading():
         return load_reward_model(directory, dtype=dtype)
-    finally:
-        if active is not None:
-            hf_deepspeed.set_hf_deepspeed_config(active)
 
 
 def _default_device() -> Any:

@@ -131,7 +131,7 @@ def evaluate_checkpoints(
     """
     from mprm.eval.loading import LazyModel, saved_model
     from mprm.eval.pipeline import evaluate_benchmark
-    from mprm.eval.runner import process_state
+    from mprm.train.strategy import process_state
 
     settings = dataclasses.replace(settings, resume=True)
     checkpoints = find_checkpoints(run_dir)

@@ -114,7 +114,8 @@ def evaluate_benchmark(
     metrics.json holds ``cut`` (steps cut by the token limit, left out), ``model`` (its name and
     whether it is zero-shot) and, with ``skip_missing_images``, ``skipped``.
     """
-    from mprm.eval.runner import process_state, score_to_file
+    from mprm.eval.runner import score_to_file
+    from mprm.train.strategy import process_state
 
     root = settings.require_image_root("--benchmark")
     items, skipped = check_images(benchmark_items(benchmark), root, origin=str(benchmark),

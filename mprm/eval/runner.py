@@ -1,4 +1,5 @@
-"""Scoring with a reward model: batched, resumable, sharded with accelerate (METHOD.md 7).
+"""Scoring with a reward model: batched, resumable, sharded over the processes of ``accelerate launch``
+(rank and device from :func:`mprm.train.strategy.process_state`; METHOD.md 7).
 
 :func:`score_to_file` scores every step of every item. Batches are fixed slices of the item list
 (batch k = items ``k*B .. k*B+B-1``) whatever the number of processes; rank ``r`` of ``w`` scores
@@ -42,14 +43,6 @@ from mprm.eval.predictions import (
 from mprm.eval.settings import EvalSettings
 
 
-def process_state() -> Any:
-    """accelerate's process state (rank, world size, device); CPU processes when there is no CUDA device."""
-    import torch
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())
-
-
 def part_files(out_dir: Path, name: str) -> list[Path]:
     return sorted(out_dir.glob(f"{name}.rank*.jsonl"))
 
@@ -91,6 +84,8 @@ def score_to_file(
     reward model. ``origin`` names the items in errors (the benchmark file).
     """
     import torch
+
+    from mprm.train.strategy import process_state
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,17 @@
 """The one distributed layer: every line that differs between 1 process, DDP, ZeRO-2 and ZeRO-3.
 
-The loop talks only to :class:`Strategy`; accelerate and DeepSpeed do not appear anywhere else.
-Which mode runs is chosen by ``accelerate launch --config_file launch/...`` (its environment
-variables), never by the training config.
+The loop talks only to :class:`Strategy`; evaluation asks :func:`process_state` for its rank and
+device; the memory plan reads the launch through :func:`launch_env`. accelerate is imported
+nowhere else. Which mode runs is chosen by ``accelerate launch --config_file launch/...`` (its
+environment variables), never by the training config.
+
+DeepSpeed itself appears in two more places, both because a ZeRO-3 run hands them partitioned
+weights or an active ZeRO-3 config they must see through, not to run anything distributed:
+``mprm.models.reward.add_prm_token`` gathers the partitioned input / output embedding
+(``deepspeed.zero.GatheredParameters``) to write the ``<prm>`` row whole (the model layer does not
+import the training layer), and
+:func:`whole_model_loading` (used by ``mprm.rewards``) sets transformers' ZeRO-3 config aside so
+that a reward model loaded inside a ZeRO-3 policy training script stays whole in each process.
 
 Details that matter (docs/training.md, ENVIRONMENT.md "Distributed runs on CPU"):
 
@@ -19,16 +28,83 @@ Details that matter (docs/training.md, ENVIRONMENT.md "Distributed runs on CPU")
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+def _env_true(name: str, env: Mapping[str, str] | None = None) -> bool:
+    return (os.environ if env is None else env).get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class LaunchEnv:
+    """What ``accelerate launch`` (or torchrun) told this process through its environment.
+
+    ``launched``: run by a launcher (``ACCELERATE_USE_DEEPSPEED`` or ``WORLD_SIZE`` is set);
+    ``world_size`` / ``local_world_size``: processes in all / on this machine; ``cpu``:
+    ``--cpu``; ``deepspeed``: a DeepSpeed launch, with its ``deepspeed_config_file`` (None when
+    the launch file gives the ZeRO keys inline), ``zero_stage`` (accelerate's default 2 when
+    unset) and the offload devices (None when unset).
+    """
+
+    launched: bool
+    world_size: int
+    local_world_size: int
+    cpu: bool
+    deepspeed: bool
+    deepspeed_config_file: str | None
+    zero_stage: int
+    offload_optimizer_device: str | None
+    offload_param_device: str | None
+
+    @property
+    def machines(self) -> int:
+        return max(1, self.world_size // self.local_world_size)
+
+
+def launch_env(env: Mapping[str, str] | None = None) -> LaunchEnv:
+    """The launch described by ``env`` (default: this process's environment)."""
+    env = os.environ if env is None else env
+    world = int(env.get("WORLD_SIZE", "1"))
+    return LaunchEnv(
+        launched="ACCELERATE_USE_DEEPSPEED" in env or "WORLD_SIZE" in env,
+        world_size=world, local_world_size=int(env.get("LOCAL_WORLD_SIZE", world)),
+        cpu=_env_true("ACCELERATE_USE_CPU", env), deepspeed=_env_true("ACCELERATE_USE_DEEPSPEED", env),
+        deepspeed_config_file=env.get("ACCELERATE_DEEPSPEED_CONFIG_FILE") or None,
+        zero_stage=int(env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")),
+        offload_optimizer_device=env.get("ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE"),
+        offload_param_device=env.get("ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE"))
+
+
+def process_state() -> Any:
+    """accelerate's process state (``process_index``, ``num_processes``, ``is_main_process``,
+    ``device``) for processes that score rather than train (evaluation); CPU processes when
+    there is no CUDA device."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+@contextmanager
+def whole_model_loading() -> Iterator[None]:
+    """Models loaded in this block are not partitioned, even where a ZeRO-3 config is active (a
+    training script built its ZeRO-3 arguments, so ``from_pretrained`` would partition every
+    model it loads): transformers' DeepSpeed config is set aside, then restored."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
+    active = ref() if ref is not None else None
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if active is not None:
+            hf_deepspeed.set_hf_deepspeed_config(active)
 
 
 class Strategy:
@@ -44,8 +120,9 @@ class Strategy:
             ProjectConfiguration,
         )
 
-        self.uses_deepspeed = _env_true("ACCELERATE_USE_DEEPSPEED")
-        cuda = torch.cuda.is_available() and not _env_true("ACCELERATE_USE_CPU")
+        launch = launch_env()
+        self.uses_deepspeed = launch.deepspeed
+        cuda = torch.cuda.is_available() and not launch.cpu
         if mixed_precision == "auto":
             mixed_precision = "bf16" if cuda else "no"
         handlers: list[Any] = []
@@ -91,10 +168,6 @@ class Strategy:
         if self.uses_deepspeed:
             return f"zero{self.zero_stage}"
         return "ddp" if self.world_size > 1 else "single"
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return torch.bfloat16 if self.mixed_precision == "bf16" else torch.float32
 
     # -- set-up ------------------------------------------------------------------------------
     @staticmethod
