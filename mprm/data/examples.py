@@ -1,6 +1,6 @@
 """One record of any of mprm's input files as a model example (``mprm format``). No torch.
 
-A line of a raw corpus file (VisualPRM400K-v1.1-Raw, ``steps_with_score``), of a training
+A line (or parquet row) of a raw corpus file (VisualPRM400K-v1.1-Raw, ``steps_with_score``), of a training
 selection (``selected.jsonl``: ``steps`` + ``labels`` / ``mc_scores``) or of a benchmark file
 (VisualProcessBench, ``response.process_correctness``) becomes ``{"id", "images", "question",
 "steps", "labels"}``: the same validators as the readers, the one labelling rule for MC scores
@@ -31,49 +31,70 @@ def record_kind(obj: dict[str, Any]) -> str:
                       sorted(obj)[:8])
 
 
-def example_from_record(obj: Any, *, label_threshold: float = 0.0) -> tuple[str, dict[str, Any]]:
-    """``(kind, example)`` of one parsed line; :class:`RecordError` names the bad field."""
+def example_from_record(obj: Any, *, label_threshold: float = 0.0, soft: bool = False) -> tuple[str, dict[str, Any]]:
+    """``(kind, example)`` of one parsed line; :class:`RecordError` names the bad field. Labels
+    from MC scores follow the labelling rule under ``label_threshold`` (hard) or ``soft``."""
     if not isinstance(obj, dict):
         raise RecordError("line", "not a JSON object", type(obj).__name__)
     kind = record_kind(obj)
     if kind == "corpus":
         c = check_rollout(obj)
         return kind, {"id": c.id, "images": c.images, "question": c.question, "steps": c.texts,
-                      "labels": mc_targets(c.scores, threshold=label_threshold)}
+                      "labels": mc_targets(c.scores, threshold=label_threshold, soft=soft)}
     if kind == "benchmark":
         b = check_bench_item(obj)
         return kind, {"id": obj.get("id"), "images": b["images"], "question": b["question"], "steps": b["steps"],
                       "labels": b["labels"]}
+    return kind, training_example(obj, label_threshold=label_threshold, soft=soft)
+
+
+def training_example(obj: dict[str, Any], *, label_threshold: float = 0.0, soft: bool = False) -> dict[str, Any]:
+    """The example of a training-format row (``selected.jsonl``): its targets are recomputed from
+    ``mc_scores`` by the labelling rule when the row has them, else its stored ``labels``."""
     steps = obj.get("steps")
     if not isinstance(steps, list) or not steps or not all(isinstance(s, str) for s in steps):
         raise RecordError("steps", "missing, empty or not a list of strings", steps)
-    labels = mc_targets(obj["mc_scores"], threshold=label_threshold) if obj.get("mc_scores") is not None \
+    labels = mc_targets(obj["mc_scores"], threshold=label_threshold, soft=soft) if obj.get("mc_scores") is not None \
         else obj.get("labels")
     images = obj.get("images") or []
-    return kind, {"id": obj.get("id"), "images": [str(p) for p in images], "question": str(obj.get("question", "")),
-                  "steps": steps, "labels": labels}
+    return {"id": obj.get("id"), "images": [str(p) for p in images], "question": str(obj.get("question", "")),
+            "steps": steps, "labels": labels}
 
 
-def read_example(path: str | Path, line: int = 1, *, label_threshold: float = 0.0) -> tuple[str, dict[str, Any]]:
-    """The example at 1-based ``line`` of ``path`` (counting every line, blank ones too)."""
+def read_example(path: str | Path, line: int = 1, *, label_threshold: float = 0.0,
+                 soft: bool = False) -> tuple[str, dict[str, Any]]:
+    """The example at 1-based ``line`` of ``path`` (counting every line, blank ones too; the row of
+    a .parquet file), read by the shared line reader (``mprm.data.lines``)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(str(path), line, "no such file" if not path.exists() else "not a file")
     if line < 1:
         raise DataError(str(path), line, f"line: must be >= 1 ({line})")
-    n = 0
-    with open(path, "rb") as fh:
-        for n, raw in enumerate(fh, start=1):
+    try:
+        kind, example = example_from_record(_record_at(path, line), label_threshold=label_threshold, soft=soft)
+    except RecordError as exc:
+        raise DataError(str(path), line, exc.reason) from None
+    example["id"] = example["id"] if example["id"] is not None else f"{path.stem}:{line}"
+    return kind, example
+
+
+def _record_at(path: Path, line: int) -> Any:
+    """The parsed record at ``line`` (a parquet file's row); DataError past the end or on a blank
+    line, RecordError for a line that is not JSON."""
+    from mprm.data.lines import count_lines, line_at, parquet_rows  # numpy: only when a file is read
+
+    if path.suffix == ".parquet":
+        n = 0
+        for n, obj in parquet_rows(path):
             if n == line:
-                if not raw.strip():
-                    raise DataError(str(path), n, "line: empty")
-                try:
-                    kind, example = example_from_record(parse_json_line(raw), label_threshold=label_threshold)
-                except RecordError as exc:
-                    raise DataError(str(path), n, exc.reason) from None
-                example["id"] = example["id"] if example["id"] is not None else f"{path.stem}:{n}"
-                return kind, example
-    raise DataError(str(path), line, f"line: the file has only {n} lines")
+                return obj
+        raise DataError(str(path), line, f"line: the file has only {n} rows")
+    raw = line_at(path, line)
+    if raw is None:
+        raise DataError(str(path), line, f"line: the file has only {count_lines(path)} lines")
+    if not raw.strip():
+        raise DataError(str(path), line, "line: empty")
+    return parse_json_line(raw)
 
 
 def default_image_root(path: str | Path) -> Path:

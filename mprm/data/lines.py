@@ -3,9 +3,10 @@ the one jsonl line writer. No torch.
 
 * :func:`chunks` cuts a file into runs of whole lines (memory-mapped) with the lines' spans;
   selection's first pass (``mprm.data.jsonl.scan_file``) reads the corpus through it and
-  :func:`iter_lines` gives every other reader (benchmark, training format, TRL, eval items) its
+  :func:`iter_lines` gives every other reader (benchmark, training format) its
   lines from it, so all of them number lines alike: 1-based over all lines, a leading UTF-8
-  byte-order mark skipped, empty and whitespace-only lines counted but not returned.
+  byte-order mark skipped, empty and whitespace-only lines counted but not returned;
+  :func:`line_at` gives one line by its number (``mprm format``), :func:`count_lines` the count.
 * :func:`corpus_files` turns corpus paths into ``(file, source)`` pairs (METHOD.md 9).
 * :func:`parquet_rows` reads a parquet corpus or benchmark row by row; :func:`dumps_line` writes
   one JSON line.
@@ -66,6 +67,24 @@ def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, int, bytes]]:
             raw = bytes(chunk[a:b])
             if raw and not raw.isspace():
                 yield first + k, base + a, raw
+
+
+def line_at(path: str | os.PathLike, number: int) -> bytes | None:
+    """The raw bytes of 1-based line ``number`` (newline excluded; empty or blank lines as they
+    are), numbered as :func:`iter_lines` numbers them; None when the file has fewer lines."""
+    for chunk, starts, ends, _, first in chunks(path):
+        k = number - first
+        if 0 <= k < len(ends):
+            return bytes(chunk[int(starts[k]) : int(ends[k])])
+    return None
+
+
+def count_lines(path: str | os.PathLike) -> int:
+    """The number of lines of a file, empty ones included, as :func:`iter_lines` numbers them."""
+    n = 0
+    for _, _, ends, _, first in chunks(path):
+        n = first + len(ends) - 1
+    return n
 
 
 def corpus_files(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[tuple[Path, str]]:

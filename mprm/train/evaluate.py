@@ -3,7 +3,8 @@
 The dev file is either VisualProcessBench-style (``process_correctness`` 1 / -1 / 0, METHOD.md 7,
 read by the benchmark reader into the internal coding) or the training format (labels from the MC
 scores by the one labelling rule, :func:`mprm.data.labels.mc_targets`, hard, under
-``data.label_threshold``). Every step is scored in one forward pass per batch
+``data.label_threshold``; stored targets of rows without MC scores read as labels by
+:func:`mprm.data.labels.target_label`). Every step is scored in one forward pass per batch
 (``mprm.models.score_batch``); metrics come from ``mprm.eval.metrics`` (the benchmark's own
 definitions: per-source macro-F1 averaged by step counts, pooled macro-F1, AUC) plus step accuracy
 at ``eval.threshold``. A step cut by the model's token limit has no score: it is left out and
@@ -21,25 +22,27 @@ from typing import Any
 import numpy as np
 
 from mprm.config import Config
-from mprm.data.labels import CORRECT, INCORRECT, mc_targets
+from mprm.data.labels import target_label
 from mprm.train.data import is_training_jsonl
 
 
 def dev_items(path: str | Path, *, label_threshold: float) -> list[dict[str, Any]]:
-    """Examples with ``data_source`` and internal integer labels (1 correct, 0 incorrect, -1 neutral)."""
+    """Examples with ``data_source`` and internal integer labels (1 correct, 0 incorrect, -1 neutral).
+
+    A training-format file is read by the one reader of that format (``read_training_jsonl``),
+    each row becomes an example as ``mprm format`` makes it (``training_example``: hard targets
+    from ``mc_scores`` under ``label_threshold``, else the stored ``labels``), and each target
+    reads as a label by ``target_label``."""
     if is_training_jsonl(path):
+        from mprm.data.examples import training_example
         from mprm.data.readers import read_training_jsonl
 
         items = []
         for n, row in enumerate(read_training_jsonl(path), start=1):
-            scores = row.get("mc_scores")
-            if scores is not None:
-                labels = [int(y) for y in mc_targets(scores, threshold=label_threshold)]
-            else:
-                labels = [CORRECT if float(y) >= 0.5 else INCORRECT for y in row["labels"]]
+            ex = training_example(row, label_threshold=label_threshold)
             items.append({"id": str(row.get("id", n)), "data_source": str(row.get("source", "dev")),
-                          "images": list(row["images"]), "question": row["question"], "steps": list(row["steps"]),
-                          "labels": labels})
+                          "images": ex["images"], "question": ex["question"], "steps": list(ex["steps"]),
+                          "labels": [target_label(y) for y in ex["labels"]]})
         return items
     from mprm.eval.items import benchmark_items
 
