@@ -14,7 +14,8 @@ Steps (each function named is the real path; docs/selection.md "How it is fast")
 2. Pass 1, ``jsonl.scan_file`` per file (in worker processes for large inputs): per valid rollout
    the numbers BIS needs, rejected lines with reasons. While the workers read, this process
    imports what the following steps need (their modules, Pillow).
-3. ``selection.select_table``: k per source, ranking, the kept rows (D-DATA-1, D-DATA-3).
+3. ``score_table`` (pass 1's columns as one table), ``selection.select_table``: k per source, ranking,
+   the kept rows (D-DATA-1, D-DATA-3).
 4. Pass 2, ``outputs.write_outputs`` / ``outputs.render_file`` per file (in the workers): the kept
    lines re-read by offset, turned into training rows (labels by ``labels.mc_targets``), and the
    manifest rows; meanwhile this process computes the report and draws the plot.
@@ -23,13 +24,14 @@ Steps (each function named is the real path; docs/selection.md "How it is fast")
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import os
 import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from mprm.data.jsonl import FileScan, scan_file
 from mprm.data.lines import corpus_files
@@ -129,10 +131,54 @@ def select_corpus(
 
 def _select(inputs: Any, settings: SelectionSettings, files: list[tuple[Path, str]], out: Path, pool: Any,
             plot: bool, progress: bool, started: float) -> SelectionResult:
-    threshold = settings.threshold
-    jobs = [(str(p), s, settings.lenient, settings.unannotated, threshold) for p, s in files]
+    """The steps of :func:`select_corpus` once the files, output folder and pool are set up."""
+    scans = _scan_files(settings, files, pool, plot, progress)
+    _require_rollouts(scans, files)
+    table, group_ids, columns = score_table(scans)
+
+    import numpy as np
+
+    from mprm.data.report import RowStats
+    from mprm.data.selection import select_table
+
+    chosen = select_table(table, group_ids, [s.source for s in scans], strategy=settings.strategy,
+                          fraction=settings.kept_fraction, alpha=settings.alpha, seed=settings.seed,
+                          per_source=settings.per_source)
+    kept = np.zeros(len(table), bool)
+    kept[chosen.chosen] = True
+    jobs = _output_jobs(scans, chosen, kept, out, settings)
+    stats = RowStats(group_ids, table.n_steps, columns["n_err"], table.sum_mc, table.mixed(), columns["n_unannotated"])
+    plot_path = out / "scores.png" if plot and len(table) else None
+
+    def meanwhile() -> dict[str, Any]:
+        report = _report(inputs, settings, scans, stats, chosen, kept)
+        if plot_path is not None:
+            _plot(plot_path, chosen.scores, kept, settings)
+        return report
+
+    report = _write_files(out, jobs, pool, progress, meanwhile, started)
+    sources = {
+        scan.source: SourceCounts(file=scan.file, lines=scan.n_lines, valid=len(scan), rejected=len(scan.rejected),
+                                  k=chosen.k[scan.source] if settings.per_source else None,
+                                  kept=int(jobs[i].kept.sum()))
+        for i, scan in enumerate(scans)
+    }
+    return SelectionResult(
+        out_dir=out, manifest=out / "manifest.jsonl", selected=out / "selected.jsonl", report_json=out / "report.json",
+        report_md=out / "report.md", plot=plot_path, sources=sources, lines=report["input"]["lines"],
+        valid=len(table), rejected=report["input"]["rejected"], kept=report["selected"],
+        rejected_by_reason=dict(report["input"]["rejected_by_reason"]), seconds=report["seconds"],
+    )
+
+
+def _scan_files(settings: SelectionSettings, files: list[tuple[Path, str]], pool: Any, plot: bool,
+                progress: bool) -> list[FileScan]:
+    """Pass 1 over every file (in the pool's workers when there is one), in file order; strict mode
+    raises the first file's first bad line. While the workers read, this process imports the
+    modules of the next steps."""
+    jobs = [(str(p), s, settings.lenient, settings.unannotated, settings.threshold) for p, s in files]
     results = pool.imap(_scan_job, jobs) if pool is not None else map(_scan_job, jobs)
-    if pool is not None:  # while the workers read: the modules of the next steps
+    if pool is not None:
         import mprm.data.report  # noqa: F401
         import mprm.data.selection  # noqa: F401
 
@@ -143,49 +189,57 @@ def _select(inputs: Any, settings: SelectionSettings, files: list[tuple[Path, st
         scans.append(scan)
         if scan.error is not None:
             raise scan.error
+    return scans
 
+
+def _require_rollouts(scans: list[FileScan], files: list[tuple[Path, str]]) -> None:
+    """A :class:`UserError` when no file has a valid rollout (nothing to select from)."""
+    if any(len(s) for s in scans):
+        return
+    lines = sum(s.n_lines for s in scans)
+    rejected = sum(len(s.rejected) for s in scans)
+    raise UserError(f"{', '.join(str(p) for p, _ in files)}: no valid rollout to select from ({lines} non-empty "
+                    f"line(s), {rejected} rejected): point the input at a corpus with records"
+                    + (" or fix the rejected lines (manifest of a --lenient run lists them)" if rejected else ""))
+
+
+def score_table(scans: Sequence[FileScan]) -> tuple[Any, Any, dict[str, Any]]:
+    """Pass 1's numbers of all files as one ``selection.ScoreTable`` (rows in file order), each
+    row's file index (the group ``selection.select_table`` ranks it in) and the report's columns
+    (``n_err``, ``n_unannotated``)."""
     import numpy as np
 
-    from mprm.data.report import RowStats
-    from mprm.data.selection import ScoreTable, select_table
+    from mprm.data.selection import ScoreTable
 
     def column(name: str) -> np.ndarray:
         dtype = np.float64 if name == "sum_mc" else np.int64
         return np.concatenate([getattr(s, name) for s in scans]).astype(dtype) if scans else np.zeros(0, dtype)
 
-    names, sizes = [s.source for s in scans], [len(s) for s in scans]
-    if not sum(sizes):
-        lines = sum(s.n_lines for s in scans)
-        rejected = sum(len(s.rejected) for s in scans)
-        raise UserError(f"{', '.join(str(p) for p, _ in files)}: no valid rollout to select from ({lines} non-empty "
-                        f"line(s), {rejected} rejected): point the input at a corpus with records"
-                        + (" or fix the rejected lines (manifest of a --lenient run lists them)" if rejected else ""))
-    group_ids = np.repeat(np.arange(len(scans), dtype=np.int64), sizes)
+    group_ids = np.repeat(np.arange(len(scans), dtype=np.int64), [len(s) for s in scans])
     table = ScoreTable(column("n_steps"), column("n_pos"), column("sum_mc"))
-    chosen = select_table(table, group_ids, names, strategy=settings.strategy, fraction=settings.kept_fraction,
-                          alpha=settings.alpha, seed=settings.seed, per_source=settings.per_source)
-    kept = np.zeros(len(table), bool)
-    kept[chosen.chosen] = True
-    bounds = np.cumsum([0, *sizes]).tolist()
-    spans = list(zip(bounds[:-1], bounds[1:]))
-    jobs_2 = [OutputJob(scan, chosen.scores[a:b], kept[a:b], str(out), i, threshold=threshold,
-                        soft=settings.soft_labels, unannotated=settings.unannotated)
-              for i, (scan, (a, b)) in enumerate(zip(scans, spans))]
-    stats = RowStats(group_ids, table.n_steps, column("n_err"), table.sum_mc, table.mixed(), column("n_unannotated"))
+    return table, group_ids, {"n_err": column("n_err"), "n_unannotated": column("n_unannotated")}
+
+
+def _output_jobs(scans: list[FileScan], chosen: Any, kept: Any, out: Path,
+                 settings: SelectionSettings) -> list[OutputJob]:
+    """Pass 2's job per file: its rows' ranking scores and kept flags, and how to label."""
+    bounds = [0, *itertools.accumulate(len(s) for s in scans)]
+    return [OutputJob(scan, chosen.scores[a:b], kept[a:b], str(out), i, threshold=settings.threshold,
+                      soft=settings.soft_labels, unannotated=settings.unannotated)
+            for i, (scan, a, b) in enumerate(zip(scans, bounds[:-1], bounds[1:]))]
+
+
+def _write_files(out: Path, jobs: list[OutputJob], pool: Any, progress: bool, meanwhile: Callable[[], dict[str, Any]],
+                 started: float) -> dict[str, Any]:
+    """Pass 2 and the reports: every output is written under a temporary name and renamed into
+    place together at the end, so a failed or killed run leaves no selected.jsonl / manifest.jsonl /
+    report that looks complete. ``meanwhile`` (the report and the plot) runs while the workers
+    write; returns ``report.json``'s content."""
     report: dict[str, Any] = {}
-    plot_path = out / "scores.png" if plot and len(table) else None
-
-    def meanwhile() -> None:
-        report.update(_report(inputs, settings, scans, stats, chosen, kept))
-        if plot_path is not None:
-            _plot(plot_path, chosen.scores, kept, settings)
-
-    # written under temporary names and renamed together at the end: a failed or killed run leaves
-    # no selected.jsonl / manifest.jsonl / report that looks complete
     tmp = {name: out / f".{name}.{os.getpid()}.tmp" for name in OUTPUT_FILES}
     try:
-        write_outputs(tmp["selected.jsonl"], tmp["manifest.jsonl"], jobs_2, pool=pool,
-                      progress=_bar(progress, len(jobs_2), "write"), meanwhile=meanwhile)
+        write_outputs(tmp["selected.jsonl"], tmp["manifest.jsonl"], jobs, pool=pool,
+                      progress=_bar(progress, len(jobs), "write"), meanwhile=lambda: report.update(meanwhile()))
         from mprm.data.report import render_markdown
 
         report["seconds"] = round(time.perf_counter() - started, 3)
@@ -196,18 +250,7 @@ def _select(inputs: Any, settings: SelectionSettings, files: list[tuple[Path, st
     finally:
         for path in tmp.values():
             path.unlink(missing_ok=True)
-    sources = {
-        scan.source: SourceCounts(file=scan.file, lines=scan.n_lines, valid=len(scan), rejected=len(scan.rejected),
-                                  k=chosen.k[scan.source] if settings.per_source else None,
-                                  kept=int(jobs_2[i].kept.sum()))
-        for i, scan in enumerate(scans)
-    }
-    return SelectionResult(
-        out_dir=out, manifest=out / "manifest.jsonl", selected=out / "selected.jsonl", report_json=out / "report.json",
-        report_md=out / "report.md", plot=plot_path, sources=sources, lines=report["input"]["lines"],
-        valid=len(table), rejected=report["input"]["rejected"], kept=report["selected"],
-        rejected_by_reason=dict(report["input"]["rejected_by_reason"]), seconds=report["seconds"],
-    )
+    return report
 
 
 def _report(inputs: Any, settings: SelectionSettings, scans: list[FileScan], stats: Any, chosen: Any,
