@@ -134,18 +134,6 @@ class FileScan:
     def __len__(self) -> int:
         return len(self.line)
 
-    def id_list(self) -> list[str]:
-        """Every valid row's id, ``source:line`` where the line has none."""
-        own = self.ids or [None] * len(self)
-        return [f"{self.source}:{n}" if i is None else i for n, i in zip(self.line.tolist(), own)]
-
-    @property
-    def rows(self) -> list[tuple[int, int, int, str, int, int, float, int, int]]:
-        """Row tuples (line, offset, size, id, n, n_pos, sum, n_err, unannotated), for inspection."""
-        cols = [self.line, self.offset, self.size, self.n_steps, self.n_pos, self.sum_mc, self.n_err, self.n_unannotated]
-        values = [c.tolist() for c in cols]
-        return list(zip(*values[:3], self.id_list(), *values[3:]))
-
 
 class _Stop(Exception):
     """Strict mode met a bad line; the scan's ``error`` says which."""

@@ -15,9 +15,10 @@ from typing import Any
 
 @dataclass
 class BenchItem:
-    """One VisualProcessBench item (METHOD.md 7). ``labels``: 1 correct, 0 incorrect, -1 neutral."""
+    """One VisualProcessBench item (METHOD.md 7). ``labels``: 1 correct, 0 incorrect, -1 neutral.
+    ``id``: the record's own id, None when it has none."""
 
-    id: str
+    id: str | None
     data_source: str
     images: list[str]
     question: str

@@ -21,21 +21,11 @@ import math
 import random
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from mprm.data.settings import STRATEGIES
-
-
-def bis_score(scores: Sequence[float], alpha: float = 0.05) -> float:
-    """BIS of one rollout from its step MC scores (METHOD.md 3); reference implementation."""
-    if not scores:
-        raise ValueError("BIS needs at least one scored step")
-    positives = [s for s in scores if s > 0]
-    p = len(positives) / len(scores)
-    reliability = math.fsum(positives) / len(positives) if positives else 1.0
-    return (p * (1 - p) + alpha) * reliability
 
 
 def keep_count(m: int, fraction: float) -> int:
@@ -59,15 +49,6 @@ class ScoreTable:
     n_pos: np.ndarray
     sum_mc: np.ndarray
 
-    @classmethod
-    def from_scores(cls, rollouts: Sequence[Sequence[float]]) -> "ScoreTable":
-        n = [len(s) for s in rollouts]
-        if any(x == 0 for x in n):
-            raise ValueError("every rollout needs at least one scored step")
-        n_pos = [sum(1 for x in s if x > 0) for s in rollouts]
-        sums = [math.fsum(x for x in s if x > 0) for s in rollouts]
-        return cls(np.asarray(n, np.int64), np.asarray(n_pos, np.int64), np.asarray(sums, np.float64))
-
     def __len__(self) -> int:
         return len(self.n_steps)
 
@@ -79,7 +60,8 @@ class ScoreTable:
         return out
 
     def bis(self, alpha: float) -> np.ndarray:
-        """BIS per rollout; the same IEEE operations, in the same order, as :func:`bis_score`."""
+        """BIS per rollout (METHOD.md 3): ``(p * (1 - p) + alpha) * R`` with ``p = n_pos / n``, in IEEE
+        double in exactly that order."""
         p = self.n_pos / self.n_steps
         return (p * (1 - p) + alpha) * self.reliability()
 
@@ -194,33 +176,3 @@ def select_table(
     picked = np.sort(np.concatenate(chosen)).astype(np.int64) if chosen else np.zeros(0, np.int64)
     return Selection(picked, score, ks)
 
-
-def select(
-    rollouts_by_source: Mapping[str, Sequence[Sequence[float]]],
-    *,
-    strategy: str,
-    fraction: float = 1.0,
-    alpha: float = 0.05,
-    seed: int = 0,
-    per_source: bool = True,
-) -> tuple[dict[str, list[int]], dict[str, list[float]]]:
-    """Choose rollouts given each source's rollouts as lists of step MC scores (file order).
-
-    Sources are taken in sorted name order (the corpus's file order). Returns, per source, the
-    chosen indices (ascending) and every rollout's ranking score.
-    """
-    names = sorted(rollouts_by_source)
-    flat = [scores for name in names for scores in rollouts_by_source[name]]
-    group_ids = np.asarray([g for g, name in enumerate(names) for _ in rollouts_by_source[name]], np.int64)
-    table = ScoreTable.from_scores(flat) if flat else ScoreTable(*(np.zeros(0, t) for t in (np.int64, np.int64, np.float64)))
-    result = select_table(table, group_ids, names, strategy=strategy, fraction=fraction, alpha=alpha, seed=seed, per_source=per_source)
-    chosen: dict[str, list[int]] = {}
-    scores: dict[str, list[float]] = {}
-    start = 0
-    picked = set(result.chosen.tolist())
-    for name in names:
-        m = len(rollouts_by_source[name])
-        chosen[name] = [i - start for i in range(start, start + m) if i in picked]
-        scores[name] = result.scores[start : start + m].tolist()
-        start += m
-    return chosen, scores

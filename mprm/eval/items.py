@@ -26,22 +26,6 @@ def item_digest(images: Sequence[str], question: str, steps: Sequence[str]) -> s
     return DIGEST_PREFIX + hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def _own_ids(path: Path) -> list[Any]:
-    """Each record's own ``id`` (``None`` when absent), in the order ``read_benchmark`` returns them.
-
-    ``BenchItem.id`` falls back to the line number, so whether a record had an id of its own is
-    read here from the lines themselves (the same line iterator and parser as the reader).
-    """
-    from mprm.data.lines import iter_lines, parquet_rows
-    from mprm.data.validation import parse_json_line
-
-    if path.suffix == ".parquet":
-        objects = (obj for _, obj in parquet_rows(path))
-    else:
-        objects = (parse_json_line(raw) for _, _, raw in iter_lines(path))
-    return [obj.get("id") if isinstance(obj, dict) else None for obj in objects]
-
-
 def benchmark_items(path: str | Path, *, flag: str = "--benchmark") -> list[dict[str, Any]]:
     """The benchmark's items as scoring dicts (``id``, ``data_source``, ``images``, ``question``,
     ``steps``, ``labels`` in the internal coding); ids are the items' own or content digests."""
@@ -51,11 +35,10 @@ def benchmark_items(path: str | Path, *, flag: str = "--benchmark") -> list[dict
     bench = read_benchmark(path)
     if not bench:
         raise UserError(f"{path}: no items (an empty benchmark file, {flag}): check the file")
-    own = _own_ids(path)
     items, counts = [], {}
-    for it, rid in zip(bench, own, strict=True):
-        if rid is not None:
-            id_ = str(it.id)
+    for it in bench:
+        if it.id is not None:  # the record's own id (read_benchmark keeps it, or None)
+            id_ = it.id
         else:
             id_ = item_digest(it.images, it.question, it.steps)
             counts[id_] = counts.get(id_, 0) + 1

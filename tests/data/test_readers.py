@@ -1,4 +1,4 @@
-"""Readers (benchmark, training format, TRL), the corpus through the real path (``scan_file``,
+"""Readers (benchmark, training format), the corpus through the real path (``scan_file``,
 ``select_corpus``) and the fast scan's agreement with the precise validator."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from mprm.data import SelectionSettings, select_corpus
 from mprm.data.jsonl import scan_file
-from mprm.data.readers import read_benchmark, read_training_jsonl, read_trl_stepwise, write_trl_stepwise
+from mprm.data.readers import read_benchmark, read_training_jsonl
 from mprm.data.validation import DataError
 
 
@@ -45,11 +45,12 @@ def test_fast_scan_agrees_with_precise_reader(tmp_path, tools, unannotated):
     scan = scan_file(path, source="src", lenient=True, unannotated=unannotated)
     assert scan.n_lines == len(results) == 13  # every non-empty line accounted for
     kept = [(line, c) for line, c, _ in results if c is not None]
-    assert [row[0] for row in scan.rows] == [line for line, _ in kept] == [1, 2, 3, 4, 6, 15]
-    for row, (line, c) in zip(scan.rows, kept):
+    assert scan.line.tolist() == [line for line, _ in kept] == [1, 2, 3, 4, 6, 15]
+    assert scan.ids == [c.id for _, c in kept] == ["12", None, None, None, None, None]  # own ids only
+    numbers = zip(scan.n_steps.tolist(), scan.n_pos.tolist(), scan.sum_mc.tolist(), scan.n_err.tolist())
+    for got, (line, c) in zip(numbers, kept, strict=True):
         scores = c.scores
-        assert row[3] == (c.id if c.id is not None else f"src:{line}")
-        assert row[4:8] == (len(scores), sum(s > 0 for s in scores), sum(scores), sum(s <= 0 for s in scores))
+        assert got == (len(scores), sum(s > 0 for s in scores), sum(scores), sum(s <= 0 for s in scores))
     assert [(line, reason) for line, _, reason, _ in scan.rejected] == [(n, why) for n, c, why in results if c is None]
     # the same lines as training rows, through the real path
     result = select_corpus(path, SelectionSettings("full", lenient=True, unannotated=unannotated), tmp_path / "o", plot=False)
@@ -81,10 +82,11 @@ def test_jsonl_and_parquet_give_the_same_rollouts(tmp_path, tools):
     assert a == b
     assert [r["id"] for r in b] == ["j", "k", "src:3"]
     scan = scan_file(tmp_path / "src.parquet", source="src")
-    assert [row[4:7] for row in scan.rows] == [(2, 1, 1.0), (3, 2, 1.0), (1, 1, 0.0625)]
+    numbers = zip(scan.n_steps.tolist(), scan.n_pos.tolist(), scan.sum_mc.tolist())
+    assert list(numbers) == [(2, 1, 1.0), (3, 2, 1.0), (1, 1, 0.0625)]
 
 
-def test_selected_jsonl_round_trip_and_trl(tmp_path, tools):
+def test_selected_jsonl_round_trip(tmp_path, tools):
     from mprm.cli import main
 
     recs = [tools.rollout([1.0, 0.0]), tools.rollout([0.5, 0.5, 0.0], id="k")]
@@ -99,16 +101,6 @@ def test_selected_jsonl_round_trip_and_trl(tmp_path, tools):
         {"id": "k", **common, "steps": ["step 0", "step 1", "step 2"], "mc_scores": [0.5, 0.5, 0.0],
          "num_mc_correct": [8, 8, 0], "num_mc_total": [16, 16, 16], "labels": [1.0, 1.0, 0.0]},
     ]
-    assert write_trl_stepwise(rows, tmp_path / "trl.jsonl") == 2
-    line = json.loads((tmp_path / "trl.jsonl").read_text().splitlines()[1])
-    assert line["prompt"] == "How many circles?" and line["labels"] == [True, True, False]
-    back = read_trl_stepwise(tmp_path / "trl.jsonl")
-    for a, b in zip(rows, back):
-        assert (b["id"], b["images"], b["question"], b["steps"], b["labels"]) == (
-            a["id"], a["images"], a["question"], a["steps"], a["labels"])
-    soft = [dict(rows[0], labels=[1.0, 0.5])]
-    with pytest.raises(ValueError, match="soft labels"):
-        write_trl_stepwise(soft, tmp_path / "soft.jsonl")
 
 
 def test_read_benchmark(tmp_path, tools):
@@ -118,7 +110,7 @@ def test_read_benchmark(tmp_path, tools):
     bad = dict(item, response={"steps": ["a"], "process_correctness": [2]})
     path = tools.write_jsonl(tmp_path / "test.jsonl", [item, dict(item, id="x9"), bad])
     items = read_benchmark(path, lenient=True)
-    assert [i.id for i in items] == ["1", "x9"]
+    assert [i.id for i in items] == [None, "x9"]  # the record's own id, None without one (no line numbers)
     assert items[0].labels == [1, 0, -1] and items[0].data_source == "MMMU_DEV_VAL" and items[0].policy_model == "gpt-4o"
     with pytest.raises(DataError, match=r"test.jsonl:3: response.process_correctness\[0\]: not 1, 0 or -1 \(2\)"):
         read_benchmark(path)

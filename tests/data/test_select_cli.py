@@ -249,17 +249,19 @@ def test_fast_scan_agrees_with_precise_reader_in_every_chunking(tmp_path, tools,
             continue
         s = c.scores
         unann = sum(t == 0 for t in c.num_mc_total) if unannotated == "negative" else None
-        rid = c.id if c.id is not None else f"src:{line}"
-        expected.append((line, rid, len(s), sum(v > 0 for v in s), math.fsum(s), sum(v <= threshold for v in s), unann))
-    got = [(r[0], r[3], r[4], r[5], r[6], r[7], r[8] if unannotated == "negative" else None) for r in scan.rows]
+        expected.append((line, c.id, len(s), sum(v > 0 for v in s), math.fsum(s), sum(v <= threshold for v in s), unann))
+    unann = scan.n_unannotated.tolist() if unannotated == "negative" else [None] * len(scan)
+    got = list(zip(scan.line.tolist(), scan.ids or [None] * len(scan), scan.n_steps.tolist(), scan.n_pos.tolist(),
+                   scan.sum_mc.tolist(), scan.n_err.tolist(), unann))
     assert got == expected
     assert [(line, reason) for line, _, reason, _ in scan.rejected] == [(n, why) for n, c, why in results if c is None]
     raw = path.read_bytes()
-    for line, offset, size, *_ in scan.rows:  # offsets point at the line's own bytes
+    spans = list(zip(scan.line.tolist(), scan.offset.tolist(), scan.size.tolist()))
+    for line, offset, size in spans:  # offsets point at the line's own bytes
         assert raw[offset : offset + size].rstrip(b"\r") == raw.split(b"\n")[line - 1].lstrip(b"\xef\xbb\xbf").rstrip(b"\r")
     lines = list(iter_lines(path))  # the other readers' line reader: the same lines and offsets
     assert [n for n, _, _ in lines] == [n for n, _, _ in results]
-    assert {n: (o, len(b)) for n, o, b in lines if n in scan.line} == {r[0]: (r[1], r[2]) for r in scan.rows}
+    assert {n: (o, len(b)) for n, o, b in lines if n in scan.line} == {n: (o, size) for n, o, size in spans}
 
 
 def test_manifest_lines_are_orjson_rows():
