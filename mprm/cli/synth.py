@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import time
 
-from mprm.errors import UserError
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="folder to write (annotations/, benchmark/, bon/, images/, synth.json)")
@@ -26,19 +24,16 @@ def run(args: argparse.Namespace) -> int:
     from mprm.data.synth import generate
 
     start = time.perf_counter()
-    try:
-        summary = generate(
-            args.output,
-            sources=args.sources,
-            rollouts=args.rollouts,
-            benchmark_items=args.benchmark_items,
-            bon_items=args.bon_items,
-            seed=args.seed,
-            images=not args.no_images,
-            step_chars=args.step_chars,
-        )
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    summary = generate(  # bad arguments raise the library's UserError
+        args.output,
+        sources=args.sources,
+        rollouts=args.rollouts,
+        benchmark_items=args.benchmark_items,
+        bon_items=args.bon_items,
+        seed=args.seed,
+        images=not args.no_images,
+        step_chars=args.step_chars,
+    )
     seconds = time.perf_counter() - start
     corpus, bench, bon = summary["corpus"], summary["benchmark"], summary["bon"]
     print(f"wrote {args.output} in {seconds:.1f}s")

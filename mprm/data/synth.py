@@ -1,25 +1,16 @@
-"""Synthetic MC-annotated corpus, process benchmark and Best-of-N set about small shape images.
-
-Every item is a question about a 56x56 picture split into a 2x2 grid of cells (top left, top
-right, bottom left, bottom right), each cell empty or holding one big solid shape (circle,
-square, triangle) in a primary colour on white. With patch 14 and a 2x2 merge (or InternVL's
-0.5 pixel shuffle) each cell is exactly one image token of the tiny backbones, so every fact a
-step states can be checked from the image and the text alone.
-
-Solutions are written step by step; every step states a checkable fact. A wrong solution goes
-wrong at one step and stays wrong: counting solutions carry a running tally, so an error shifts
-every later tally, the summary and the answer. The truth of each step is known by construction.
+"""Synthetic MC-annotated corpus, process benchmark and Best-of-N set about small shape images
+(``mprm synth``; the pictures, questions and solutions come from :mod:`mprm.data.shapes`).
 
 MC labels are simulated as METHOD.md 1 describes (s_j = K_j / N, N = 16, K_j ~ Binomial(N, p_j))
 with the noise METHOD.md 5 analyses: hard items give low p on correct steps (false negatives),
 after the first wrong step p is low but noisy (pseudo-positives with low MC), and the
 generator sometimes stops after a zero-score step, leaving later steps unannotated
 (``num_mc_total`` 0, METHOD.md 9). docs/synthetic_data.md documents the layout and parameters.
+Bad arguments raise :class:`mprm.errors.UserError`.
 """
 
 from __future__ import annotations
 
-import bisect
 import random
 import sys
 from collections.abc import Iterator
@@ -31,45 +22,32 @@ import orjson
 from tqdm import tqdm
 
 from mprm.data.labels import FILE_CORRECT, FILE_INCORRECT, FILE_NEUTRAL
+from mprm.data.shapes import (
+    IMAGE_SIZE,
+    KIND_WEIGHTS,
+    KINDS,
+    Padder,
+    Scene,
+    describe_scene,
+    draw_scene,
+    make_question,
+    make_solution,
+    random_scene,
+    two_image_solution,
+)
+from mprm.errors import UserError
 
-IMAGE_SIZE = 56
-CELL = IMAGE_SIZE // 2
-SHAPE_SIZE = 20
-JITTER = 2
 NUM_MC = 16
 BON_N = 8
 ROLLOUTS_PER_QUESTION = 4
-CELLS = ("top left", "top right", "bottom left", "bottom right")
-COLOURS = {"red": (230, 0, 0), "green": (0, 160, 0), "blue": (0, 0, 230), "yellow": (240, 200, 0)}
-SHAPES = ("circle", "square", "triangle")
-PLURAL = {"circle": "circles", "square": "squares", "triangle": "triangles"}
 BENCH_SOURCES = ("DynaMath", "MMMU_DEV_VAL", "MathVerse_MINI_Vision_Only", "MathVision_MINI", "WeMath")
 BON_SOURCES = ("MM-K12", "OlympiadBench", "MathVerse", "MathVista")
 POLICY_MODEL = "synthetic-policy"
 INSTRUCTION = "Answer the question about the picture step by step, then give the final answer."
-# (kind, weight): counting questions walk all four cells; position questions look at one.
-KINDS = ("count_colour", "count_shape", "count_all", "colour_at", "shape_at")
-KIND_WEIGHTS = (0.3, 0.3, 0.25, 0.075, 0.075)
-SHAPE_COUNT_WEIGHTS = (0.1, 0.2, 0.3, 0.4)  # P(1..4 shapes)
-SUMMARY_PROB = {"count": 0.9, "position": 0.7}
-MISREAD_PROB = 0.6  # an error in a cell step is a misread (else a tally slip)
 BENCH_WRONG_RATE = 0.55  # gives about 60% correct / 30% incorrect / 10% neutral steps
 BENCH_NEUTRAL_SHARE = 0.1
 BON_SOLVE_RANGE = (0.2, 0.8)  # per item, each candidate is right with a p drawn from this range
 TWO_IMAGE_EVERY = 12  # benchmark items i with i % 12 == 5 show two pictures
-FILLER = (
-    "I check this against the picture.",
-    "The grid has four cells.",
-    "I read the cells in order.",
-    "Each shape sits inside one cell.",
-    "The background is white.",
-    "I keep track of what I have seen.",
-    "Nothing else in the picture matters here.",
-    "I look at the picture once more.",
-)
-
-Cell = tuple[str, str, int, int] | None  # (colour, shape, dx, dy) or empty
-Scene = tuple[Cell, Cell, Cell, Cell]
 
 
 @dataclass(frozen=True)
@@ -111,237 +89,7 @@ class NoiseSettings:
             if len(v) != 2 or min(v) <= 0:
                 problems.append(f"{name} must be two positive Beta parameters (got {v!r})")
         if problems:
-            raise ValueError("NoiseSettings: " + "; ".join(problems))
-
-
-# ---------------------------------------------------------------- scenes and pictures
-
-
-def _scene(rng: random.Random) -> Scene:
-    n = rng.choices((1, 2, 3, 4), SHAPE_COUNT_WEIGHTS)[0]
-    filled = set(rng.sample(range(4), n))
-    colours = tuple(COLOURS)
-    cells = []
-    for i in range(4):
-        if i in filled:
-            cells.append((rng.choice(colours), rng.choice(SHAPES), rng.randint(-JITTER, JITTER), rng.randint(-JITTER, JITTER)))
-        else:
-            cells.append(None)
-    return tuple(cells)  # type: ignore[return-value]
-
-
-def draw_scene(scene: Scene, path: Path) -> None:
-    """Write the picture of ``scene`` as a PNG (no anti-aliasing: pure colours on white)."""
-    from PIL import Image, ImageDraw
-
-    img = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (255, 255, 255))
-    draw = ImageDraw.Draw(img)
-    margin = (CELL - SHAPE_SIZE) // 2
-    for i, cell in enumerate(scene):
-        if cell is None:
-            continue
-        colour, shape, dx, dy = cell
-        x0 = (i % 2) * CELL + margin + dx
-        y0 = (i // 2) * CELL + margin + dy
-        x1, y1 = x0 + SHAPE_SIZE - 1, y0 + SHAPE_SIZE - 1
-        fill = COLOURS[colour]
-        if shape == "circle":
-            draw.ellipse((x0, y0, x1, y1), fill=fill)
-        elif shape == "square":
-            draw.rectangle((x0, y0, x1, y1), fill=fill)
-        else:
-            draw.polygon(((x0 + SHAPE_SIZE // 2, y0), (x0, y1), (x1, y1)), fill=fill)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format="PNG", optimize=False)
-
-
-def describe_scene(scene: Scene) -> str:
-    """A caption in the steps' vocabulary: every cell, then the counts."""
-    parts = [f"{CELLS[i].capitalize()}: {_desc(c)}." for i, c in enumerate(scene)]
-    shapes = [c for c in scene if c is not None]
-    for colour in COLOURS:
-        k = sum(c[0] == colour for c in shapes)
-        if k:
-            parts.append(f"{colour.capitalize()} shapes: {k}.")
-    for shape in SHAPES:
-        k = sum(c[1] == shape for c in shapes)
-        if k:
-            parts.append(f"{PLURAL[shape].capitalize()}: {k}.")
-    parts.append(f"Shapes: {len(shapes)}.")
-    return " ".join(parts)
-
-
-def _desc(cell: Cell) -> str:
-    return "empty" if cell is None else f"a {cell[0]} {cell[1]}"
-
-
-# ---------------------------------------------------------------- questions and solutions
-
-
-def _question(rng: random.Random, kind: str, scene: Scene) -> tuple[str, Any]:
-    """The question text and its target (a colour, a shape, a cell index or None)."""
-    shapes = [c for c in scene if c is not None]
-    if kind == "count_colour":
-        pool = [c[0] for c in shapes] if rng.random() < 0.7 else list(COLOURS)
-        target = rng.choice(pool)
-        return f"How many {target} shapes are there?", target
-    if kind == "count_shape":
-        pool = [c[1] for c in shapes] if rng.random() < 0.7 else list(SHAPES)
-        target = rng.choice(pool)
-        return f"How many {PLURAL[target]} are there?", target
-    if kind == "count_all":
-        return "How many shapes are there?", None
-    target = rng.choice([i for i, c in enumerate(scene) if c is not None])
-    if kind == "colour_at":
-        return f"What colour is the shape in the {CELLS[target]}?", target
-    return f"What shape is in the {CELLS[target]}?", target
-
-
-def _other(rng: random.Random, values: tuple[str, ...], not_this: str) -> str:
-    return rng.choice([v for v in values if v != not_this])
-
-
-def _slip(rng: random.Random, value: int) -> int:
-    return 1 if value == 0 or rng.random() < 0.5 else -1
-
-
-def _count_solution(rng: random.Random, kind: str, scene: Scene, target: Any, wrong: bool) -> tuple[list[str], int, str]:
-    if kind == "count_colour":
-        match = lambda c: c is not None and c[0] == target  # noqa: E731
-        label = target.capitalize()
-    elif kind == "count_shape":
-        match = lambda c: c is not None and c[1] == target  # noqa: E731
-        label = PLURAL[target].capitalize()
-    else:
-        match = lambda c: c is not None  # noqa: E731
-        label = "Shapes"
-    summary = rng.random() < SUMMARY_PROB["count"]
-    n_steps = 4 + summary + 1
-    err = rng.randrange(n_steps) if wrong else n_steps
-    steps, tally, offset = [], 0, 0
-    for i, cell in enumerate(scene):
-        tally += match(cell)
-        desc = _desc(cell)
-        if i == err:
-            if rng.random() < MISREAD_PROB:
-                desc, offset = _misread(rng, kind, cell, target, bool(match(cell)))
-            else:
-                offset = _slip(rng, tally)
-        steps.append(f"{CELLS[i].capitalize()}: {desc}. {label} so far: {tally + offset}.")
-    if summary:
-        if err == 4:
-            offset = _slip(rng, tally)
-        n = tally + offset
-        if kind == "count_colour":
-            noun = f"{target} shape" if n == 1 else f"{target} shapes"
-        elif kind == "count_shape":
-            noun = target if n == 1 else PLURAL[target]
-        else:
-            noun = "shape" if n == 1 else "shapes"
-        steps.append(f"So there {'is' if n == 1 else 'are'} {n} {noun}.")
-    if err == n_steps - 1:
-        offset = _slip(rng, tally)
-    steps.append(f"The answer is {tally + offset}.")
-    return steps, err, str(tally)
-
-
-def _misread(rng: random.Random, kind: str, cell: Cell, target: Any, matched: bool) -> tuple[str, int]:
-    """A wrong description of ``cell`` that changes the tally by one (returns text, offset)."""
-    if kind == "count_all":
-        if cell is None:
-            return f"a {rng.choice(tuple(COLOURS))} {rng.choice(SHAPES)}", 1
-        return "empty", -1
-    if kind == "count_colour":
-        if cell is None:
-            return f"a {target} {rng.choice(SHAPES)}", 1
-        if matched:
-            return f"a {_other(rng, tuple(COLOURS), target)} {cell[1]}", -1
-        return f"a {target} {cell[1]}", 1
-    if cell is None:
-        return f"a {rng.choice(tuple(COLOURS))} {target}", 1
-    if matched:
-        return f"a {cell[0]} {_other(rng, SHAPES, target)}", -1
-    return f"a {cell[0]} {target}", 1
-
-
-def _position_solution(rng: random.Random, kind: str, scene: Scene, target: int, wrong: bool) -> tuple[list[str], int, str]:
-    cell = scene[target]
-    assert cell is not None
-    colour, shape = cell[0], cell[1]
-    attr, values, truth = ("colour", tuple(COLOURS), colour) if kind == "colour_at" else ("shape", SHAPES, shape)
-    summary = rng.random() < SUMMARY_PROB["position"]
-    n_steps = 2 + summary
-    err = rng.randrange(n_steps) if wrong else n_steps
-    said = _other(rng, values, truth) if err == 0 else truth
-    seen = f"a {said} {shape}" if attr == "colour" else f"a {colour} {said}"
-    steps = [f"{CELLS[target].capitalize()}: {seen}."]
-    if summary:
-        if err == 1:
-            said = _other(rng, values, truth)
-        steps.append(f"So the colour is {said}." if attr == "colour" else f"So the shape is a {said}.")
-    if err == n_steps - 1 and err > 0:
-        said = _other(rng, values, truth)
-    steps.append(f"The answer is {said}.")
-    return steps, err, truth
-
-
-def _two_image_solution(rng: random.Random, scenes: tuple[Scene, Scene], wrong: bool) -> tuple[list[str], int, str]:
-    summary = rng.random() < SUMMARY_PROB["count"]
-    n_steps = 2 + summary + 1
-    err = rng.randrange(n_steps) if wrong else n_steps
-    steps, total, offset = [], 0, 0
-    for k, scene in enumerate(scenes):
-        n = sum(c is not None for c in scene)
-        total += n
-        said = n
-        if k == err:
-            delta = _slip(rng, n)
-            said, offset = n + delta, delta
-        steps.append(f"Image {k + 1}: {said} {'shape' if said == 1 else 'shapes'}. Total so far: {total + offset}.")
-    if summary:
-        if err == 2:
-            offset = _slip(rng, total)
-        steps.append(f"So there are {total + offset} shapes in total.")
-    if err == n_steps - 1:
-        offset = _slip(rng, total)
-    steps.append(f"The answer is {total + offset}.")
-    return steps, err, str(total)
-
-
-def _solution(rng: random.Random, kind: str, scene: Scene, target: Any, wrong: bool) -> tuple[list[str], int, str]:
-    """Step texts, the index of the first wrong step (len(steps) if none) and the true answer."""
-    if kind.startswith("count"):
-        return _count_solution(rng, kind, scene, target, wrong)
-    return _position_solution(rng, kind, scene, target, wrong)
-
-
-class _Padder:
-    """Pads a step to about ``chars`` characters with neutral filler (true of every picture)."""
-
-    def __init__(self, chars: int | None, rng: random.Random) -> None:
-        self.chars, self.rng = chars, rng
-        self.texts: list[str] = []
-        self.ends: list[list[int]] = []
-        if chars:
-            for start in range(len(FILLER)):
-                order = FILLER[start:] + FILLER[:start]
-                text, ends = "", []
-                while len(text) < chars:
-                    for sentence in order:
-                        text = f"{text} {sentence}" if text else sentence
-                        ends.append(len(text))
-                self.texts.append(text)
-                self.ends.append(ends)
-
-    def __call__(self, step: str) -> str:
-        if not self.chars:
-            return step
-        need = self.chars - len(step) - 1
-        if need <= 0:
-            return step
-        k = self.rng.randrange(len(FILLER))
-        ends = self.ends[k]
-        return f"{step} {self.texts[k][: ends[min(bisect.bisect_left(ends, need), len(ends) - 1)]]}"
+            raise UserError("NoiseSettings: " + "; ".join(problems))
 
 
 # ---------------------------------------------------------------- MC simulation (METHOD.md 1, 5)
@@ -427,7 +175,7 @@ def _dump(fh: Any, row: dict[str, Any]) -> None:
     fh.write(orjson.dumps(row) + b"\n")
 
 
-def _write_source(out: Path, s: int, n: int, seed: int, images: bool, pad: _Padder, noise: NoiseSettings, stats: _Stats, bar: Any) -> tuple[str, int]:
+def _write_source(out: Path, s: int, n: int, seed: int, images: bool, pad: Padder, noise: NoiseSettings, stats: _Stats, bar: Any) -> tuple[str, int]:
     name = f"synth_shapes_{s:02d}"
     rng = random.Random(f"{seed}:corpus:{s}")
     scale = random.Random(f"{seed}:scale:{s}").uniform(1 - noise.source_spread, 1 + noise.source_spread)
@@ -435,9 +183,9 @@ def _write_source(out: Path, s: int, n: int, seed: int, images: bool, pad: _Padd
     written = 0
     with open(out / "annotations" / f"{name}.jsonl", "wb") as fh:
         for q in range((n + ROLLOUTS_PER_QUESTION - 1) // ROLLOUTS_PER_QUESTION):
-            scene = _scene(rng)
+            scene = random_scene(rng)
             kind = rng.choices(KINDS, KIND_WEIGHTS)[0]
-            question, target = _question(rng, kind, scene)
+            question, target = make_question(rng, kind, scene)
             hard = rng.random() < hard_share
             p_item = rng.betavariate(*(noise.hard_beta if hard else noise.easy_beta))
             wrong_rate = min(1.0, (noise.hard_wrong_rate if hard else noise.wrong_rate) * scale)
@@ -446,7 +194,7 @@ def _write_source(out: Path, s: int, n: int, seed: int, images: bool, pad: _Padd
                 draw_scene(scene, out / image)
                 written += 1
             for r in range(min(ROLLOUTS_PER_QUESTION, n - q * ROLLOUTS_PER_QUESTION)):
-                steps, err, answer = _solution(rng, kind, scene, target, rng.random() < wrong_rate)
+                steps, err, answer = make_solution(rng, kind, scene, target, rng.random() < wrong_rate)
                 steps = [pad(t) for t in steps]
                 mc = simulate_mc(rng, p_item, len(steps), err, noise)
                 stats.add(mc, err)
@@ -469,7 +217,7 @@ def _write_source(out: Path, s: int, n: int, seed: int, images: bool, pad: _Padd
     return name, written
 
 
-def _write_benchmark(out: Path, n: int, seed: int, images: bool, pad: _Padder) -> tuple[dict[str, int], int]:
+def _write_benchmark(out: Path, n: int, seed: int, images: bool, pad: Padder) -> tuple[dict[str, int], int]:
     rng = random.Random(f"{seed}:benchmark")
     counts = {"items": n, "steps": 0, "correct": 0, "incorrect": 0, "neutral": 0, "two_image_items": 0}
     written = 0
@@ -477,15 +225,15 @@ def _write_benchmark(out: Path, n: int, seed: int, images: bool, pad: _Padder) -
         for i in range(n):
             wrong = rng.random() < BENCH_WRONG_RATE
             if i % TWO_IMAGE_EVERY == 5:
-                scenes = (_scene(rng), _scene(rng))
+                scenes = (random_scene(rng), random_scene(rng))
                 question = "<image 1> <image 2> How many shapes are there in the two images together?"
-                steps, err, answer = _two_image_solution(rng, scenes, wrong)
+                steps, err, answer = two_image_solution(rng, scenes, wrong)
                 counts["two_image_items"] += 1
             else:
-                scenes = (_scene(rng),)
+                scenes = (random_scene(rng),)
                 kind = rng.choices(KINDS, KIND_WEIGHTS)[0]
-                question, target = _question(rng, kind, scenes[0])
-                steps, err, answer = _solution(rng, kind, scenes[0], target, wrong)
+                question, target = make_question(rng, kind, scenes[0])
+                steps, err, answer = make_solution(rng, kind, scenes[0], target, wrong)
             paths = [f"images/benchmark/{i:06d}_{k}.png" for k in range(len(scenes))]
             if images:
                 for scene, p in zip(scenes, paths):
@@ -510,19 +258,19 @@ def _write_benchmark(out: Path, n: int, seed: int, images: bool, pad: _Padder) -
     return counts, written
 
 
-def _write_bon(out: Path, n: int, seed: int, images: bool, pad: _Padder) -> tuple[dict[str, int], int]:
+def _write_bon(out: Path, n: int, seed: int, images: bool, pad: Padder) -> tuple[dict[str, int], int]:
     rng = random.Random(f"{seed}:bon")
     counts = {"items": n, "candidates": 0, "correct_candidates": 0, "items_with_a_correct_candidate": 0}
     written = 0
     with open(out / "bon" / "test.jsonl", "wb") as fh:
         for i in range(n):
-            scene = _scene(rng)
+            scene = random_scene(rng)
             kind = rng.choices(KINDS, KIND_WEIGHTS)[0]
-            question, target = _question(rng, kind, scene)
+            question, target = make_question(rng, kind, scene)
             solve = rng.uniform(*BON_SOLVE_RANGE)
             candidates, answer = [], ""
             for _ in range(BON_N):
-                steps, err, answer = _solution(rng, kind, scene, target, rng.random() >= solve)
+                steps, err, answer = make_solution(rng, kind, scene, target, rng.random() >= solve)
                 candidates.append({"steps": [pad(t) for t in steps], "correct": err == len(steps)})
             good = sum(c["correct"] for c in candidates)
             counts["candidates"] += BON_N
@@ -566,9 +314,9 @@ def generate(
     """
     for name, value, low in (("sources", sources, 1), ("rollouts", rollouts, 1), ("benchmark_items", benchmark_items, 0), ("bon_items", bon_items, 0)):
         if not isinstance(value, int) or value < low:
-            raise ValueError(f"synth: {name} must be an integer >= {low} (got {value!r})")
+            raise UserError(f"synth: {name} must be an integer >= {low} (got {value!r})")
     if step_chars is not None and (not isinstance(step_chars, int) or step_chars < 1):
-        raise ValueError(f"synth: step_chars must be a positive integer or None (got {step_chars!r})")
+        raise UserError(f"synth: step_chars must be a positive integer or None (got {step_chars!r})")
     noise = noise or NoiseSettings()
     out = Path(output_dir)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
@@ -578,15 +326,15 @@ def generate(
     total = sources * rollouts
     with tqdm(total=total, unit="rollout", desc="synth", file=sys.stderr, disable=total < 20000) as bar:
         for s in range(sources):
-            name, w = _write_source(out, s, rollouts, seed, images, _Padder(step_chars, random.Random(f"{seed}:pad:{s}")), noise, stats, bar)
+            name, w = _write_source(out, s, rollouts, seed, images, Padder(step_chars, random.Random(f"{seed}:pad:{s}")), noise, stats, bar)
             files.append(f"annotations/{name}.jsonl")
             written += w
-    bench, w = _write_benchmark(out, benchmark_items, seed, images, _Padder(step_chars, random.Random(f"{seed}:pad:bench")))
+    bench, w = _write_benchmark(out, benchmark_items, seed, images, Padder(step_chars, random.Random(f"{seed}:pad:bench")))
     written += w
     bon: dict[str, Any] | None = None
     if bon_items:
         (out / "bon").mkdir(parents=True, exist_ok=True)
-        bon, w = _write_bon(out, bon_items, seed, images, _Padder(step_chars, random.Random(f"{seed}:pad:bon")))
+        bon, w = _write_bon(out, bon_items, seed, images, Padder(step_chars, random.Random(f"{seed}:pad:bon")))
         bon["path"] = "bon/test.jsonl"
         written += w
     summary: dict[str, Any] = {
@@ -610,11 +358,11 @@ def _pictures(n: int, *, seed: int, tag: str, prefix: str, image_dir: str | Path
               caller: str) -> Iterator[tuple[random.Random, Scene, Path]]:
     """``n`` random scenes drawn as PNGs under ``image_dir``, with the seeded rng that drew them."""
     if not isinstance(n, int) or n < 0:
-        raise ValueError(f"{caller}: n must be an integer >= 0 (got {n!r})")
+        raise UserError(f"{caller}: n must be an integer >= 0 (got {n!r})")
     rng = random.Random(f"{seed}:{tag}")
     root = Path(image_dir)
     for i in range(n):
-        scene = _scene(rng)
+        scene = random_scene(rng)
         path = root / f"{prefix}_{i:06d}.png"
         draw_scene(scene, path)
         yield rng, scene, path
@@ -641,6 +389,6 @@ def solution_pairs(n: int, *, seed: int = 0, image_dir: str | Path) -> Iterator[
     for rng, scene, path in _pictures(n, seed=seed, tag="solutions", prefix="solution", image_dir=image_dir,
                                         caller="solution_pairs"):
         kind = rng.choices(KINDS, KIND_WEIGHTS)[0]
-        question, target = _question(rng, kind, scene)
-        steps, _, answer = _solution(rng, kind, scene, target, False)
+        question, target = make_question(rng, kind, scene)
+        steps, _, answer = make_solution(rng, kind, scene, target, False)
         yield {"image": str(path), "question": question, "steps": steps, "answer": answer}
