@@ -26,6 +26,11 @@ import yaml
 from mprm.data.settings import STRATEGIES
 from mprm.errors import UserError
 
+#: Input layouts of the reward model (``model.prompt_style``, ``eval.py --prompt-style``, ``mprm format
+#: --prompt-style``; decisions.md D-MODELS-10). Here, in a module without torch, so every parser can
+#: offer them; ``mprm.models.prompting`` implements them.
+PROMPT_STYLES = ("train", "authors_eval")
+
 
 def _f(default: Any, help: str, choices: tuple[Any, ...] | None = None, registry: str | None = None,
        **kw: Any) -> Any:
@@ -55,7 +60,7 @@ class ModelConfig:
     prompt_style: str = _f("train", "train: the authors' training layout (empty user turn, assistant turn with "
                                     "image + Question/Process); authors_eval: their VisualProcessBench script's "
                                     "input (steps joined by <prm> alone, <imageN> tags removed; D-MODELS-10)",
-                           choices=("train", "authors_eval"))
+                           choices=PROMPT_STYLES)
     freeze_vision: bool = _f(True, "freeze the vision encoder; LM and projector are trained (METHOD.md 6)")
     lora_rank: int = _f(0, "LoRA rank on the language model; 0 = full fine-tuning (the paper's setting)")
     lora_alpha: int = _f(32, "LoRA alpha (used when lora_rank > 0)")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from mprm.config import PROMPT_STYLES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a saved reward model or a base checkpoint (folder or hub id)")
@@ -21,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder the record's image paths are relative to (default: the folder holding "
                              "annotations/ for a VisualPRM400K file, else the input's folder)")
     parser.add_argument("--backbone", default=None, help="backbone of a base checkpoint (default: from config.json)")
-    parser.add_argument("--prompt-style", default=None, choices=("train", "authors_eval"),
+    parser.add_argument("--prompt-style", default=None, choices=PROMPT_STYLES,
                         help="layout (default: the model's; train for a base checkpoint)")
     parser.add_argument("--label-threshold", type=float, default=0.0, help="tau of hard labels from MC scores")
     parser.add_argument("--json", action="store_true", help="print the machine-readable view")

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mprm.config import PROMPT_STYLES
 from mprm.errors import UserError, run_entry
 from mprm.eval.aggregate import AGGREGATES
 
@@ -56,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "in metrics.json and metrics.md, with a warning)")
     parser.add_argument("--device", default=None,
                         help="device to score on, e.g. cpu or cuda:1 (default: this process's device)")
-    parser.add_argument("--prompt-style", choices=("train", "authors_eval"), default=None,
+    parser.add_argument("--prompt-style", choices=PROMPT_STYLES, default=None,
                         help="input layout: train (the layout the model was trained on; the default) or authors_eval "
                              "(the authors' VisualProcessBench script: steps joined by <prm> alone, <imageN> tags "
                              "removed; to reproduce their numbers)")

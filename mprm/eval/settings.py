@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from mprm.config import PROMPT_STYLES
 from mprm.errors import UserError
 
 
@@ -44,8 +46,8 @@ class EvalSettings:
     prompt_style: str | None = None
 
     def __post_init__(self) -> None:
-        if self.prompt_style not in (None, "train", "authors_eval"):
-            raise UserError(f"prompt style {self.prompt_style!r}: choose train or authors_eval (--prompt-style)")
+        if self.prompt_style is not None and self.prompt_style not in PROMPT_STYLES:
+            raise UserError(f"prompt style {self.prompt_style!r}: choose {' or '.join(PROMPT_STYLES)} (--prompt-style)")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise UserError(f"batch size {self.batch_size!r} is not a positive integer: pass --batch-size 1 or more")
         if self.max_length is not None and (isinstance(self.max_length, bool) or not isinstance(self.max_length, int)
@@ -56,6 +58,16 @@ class EvalSettings:
                             f"pass --threshold between 0 and 1")
         if self.image_root is not None:
             object.__setattr__(self, "image_root", Path(self.image_root))
+
+    @classmethod
+    def from_config(cls, cfg: Any, *, image_root: str | Path | None = None) -> "EvalSettings":
+        """The run config's ``eval`` section as settings (training's held-out evaluation):
+        ``eval.batch_size``, ``eval.threshold`` and the image root ``eval.image_root``, else
+        ``image_root`` (training's resolved data image root), else ``data.image_root``. The model's
+        own token limit and layout are kept; ``eval.dev`` and ``eval.max_items`` say what to score,
+        not how."""
+        root = cfg.eval.image_root or image_root or cfg.data.image_root or None
+        return cls(image_root=root, batch_size=cfg.eval.batch_size, threshold=cfg.eval.threshold)
 
     def require_image_root(self, flag: str) -> Path:
         """The image root, which scoring needs; a UserError naming the mode's flag when it is unset or absent."""

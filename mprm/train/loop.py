@@ -35,6 +35,7 @@ from mprm.train.data import (
     resolve_training_file,
     selection_settings,
 )
+from mprm.eval.settings import EvalSettings
 from mprm.train.evaluate import evaluate_dev
 from mprm.train.monitor import RunLog, write_run_info
 from mprm.train.sampler import BatchPlan, RankBatchSampler
@@ -316,7 +317,8 @@ def run_loop(run: Run, model: Any, optimizer: Any, data: TrainData, progress: Pr
             ckpt.save_checkpoint(strategy, model, output_dir=run.out, step=done, trainer_state=progress.state(done),
                                  keep_last=t.keep_last, keep_models=t.keep_models)
         if t.eval_every and (done % t.eval_every == 0 or done == plan.total_steps):
-            dev = evaluate_dev(strategy.unwrap(model), cfg, image_root=cfg.eval.image_root or data.image_root)
+            root = EvalSettings.from_config(cfg, image_root=data.image_root).image_root  # eval.image_root or the data's
+            dev = evaluate_dev(strategy.unwrap(model), cfg, image_root=str(root))
             log.log({"step": done, **{f"dev/{k}": v for k, v in dev.items()}})
 
 

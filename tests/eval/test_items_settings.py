@@ -42,6 +42,21 @@ def test_settings_image_root(tmp_path):
         EvalSettings(image_root=tmp_path / "nope").require_image_root("--benchmark")
 
 
+def test_settings_from_the_run_config(tmp_path):
+    from mprm.config import PROMPT_STYLES, Config
+
+    cfg = Config()
+    cfg.data.image_root, cfg.eval.batch_size, cfg.eval.threshold = str(tmp_path), 3, 0.25
+    s = EvalSettings.from_config(cfg)
+    assert (s.image_root, s.batch_size, s.threshold, s.max_length, s.prompt_style) == (tmp_path, 3, 0.25, None, None)
+    assert EvalSettings.from_config(cfg, image_root="/resolved").image_root == Path("/resolved")
+    cfg.eval.image_root = str(tmp_path / "dev")
+    assert EvalSettings.from_config(cfg, image_root="/resolved").image_root == tmp_path / "dev"
+    assert EvalSettings.from_config(Config()).image_root is None
+    for style in PROMPT_STYLES:
+        assert EvalSettings(prompt_style=style).prompt_style == style
+
+
 def test_item_digest_is_sha256_of_the_canonical_content():
     blob = '{"images":["a.png"],"question":"Q?","steps":["s1","s2"]}'
     assert item_digest(["a.png"], "Q?", ["s1", "s2"]) == "sha256:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
