@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import json
 import math
@@ -377,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
         os.environ["ACCELERATE_USE_CPU"] = "true"
-    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
+    from mprm.train.strategy import launch_env
+
+    deepspeed = launch_env().deepspeed
     env = check_environment(device, deepspeed=deepspeed)
     args.seq_len = args.seq_len or (512 if args.tiny else 8192)
     args.image_size = tuple(int(x) for x in (args.image_size or ("112x84" if args.tiny else "1024x768")).split("x"))
@@ -393,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = tflops * 1e12 if tflops else None
     from transformers.utils import logging as hf_logging
 
-    from mprm.config import load_config
+    from mprm.config import checked, load_config
 
     hf_logging.set_verbosity_error()  # the "newly initialised weights" table of a weightless checkpoint
     hf_logging.disable_progress_bar()
@@ -406,18 +409,20 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp_name:
             tmp = Path(tmp_name)
             ckpt = synthetic_checkpoint(backbone, release, tmp / "checkpoint", tiny=args.tiny)
-            base = [f"model.path={ckpt}", f"model.max_length={args.seq_len}", "model.dtype="
-                    + ("bfloat16" if device == "cuda" else "float32"), "train.warmup_ratio=0"]
-            if args.micro:
-                base.append(f"train.micro_batch_size={args.micro}")
+            base = load_config(REPO / config_file)
+            model = dataclasses.replace(base.model, path=str(ckpt), max_length=args.seq_len,
+                                        dtype="bfloat16" if device == "cuda" else "float32")
             if args.tiny:
-                base += ["model.max_tiles=null", "model.min_pixels=null", "model.max_pixels=null"]
+                model = dataclasses.replace(model, max_tiles=None, min_pixels=None, max_pixels=None)
+            train = dataclasses.replace(base.train, warmup_ratio=0.0,
+                                        micro_batch_size=args.micro or base.train.micro_batch_size)
+            base = dataclasses.replace(base, model=model, train=train)
             if not args.no_scoring and not deepspeed:
-                cfg = load_config(REPO / config_file, base)
+                cfg = checked(base)
                 report["scoring"].append({"model": name, **run_scoring(cfg, args, device, tmp)})
             for mode in modes:
-                lora = [f"model.lora_rank={args.lora_rank}"] if mode == "lora" else []
-                cfg = load_config(REPO / config_file, base + lora)
+                lora_rank = args.lora_rank if mode == "lora" else base.model.lora_rank
+                cfg = checked(dataclasses.replace(base, model=dataclasses.replace(base.model, lora_rank=lora_rank)))
                 report["training"].append({"model": name, "mode": mode, **run_training(cfg, args, device, peak, tmp)})
     if rank0:
         print(_table(report))
