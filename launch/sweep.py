@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,8 +28,7 @@ from mprm.errors import UserError, run_entry, take_debug_flag  # noqa: E402
 from mprm.repro.commands import Plan, SweepOptions, plan_cell  # noqa: E402
 from mprm.repro.configs import DEFAULT_ACCELERATE_CONFIG, DEFAULT_RUNS_DIR, write_grid_configs  # noqa: E402
 from mprm.repro.grid import BACKBONES, paper_grid  # noqa: E402
-
-SBATCH_SCRIPT = "launch/slurm_multinode.sbatch"
+from mprm.repro.submit import run_local, run_slurm  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -91,79 +88,6 @@ def print_plans(plans: list[Plan]) -> None:
             print(shlex.join(stage.argv))
 
 
-def run_local(plans: list[Plan]) -> int:
-    """Run every pending stage in order; a failed stage ends its cell, the sweep goes on."""
-    failed: list[str] = []
-    todo = [p for p in plans if not p.finished]
-    for i, plan in enumerate(todo, 1):
-        for stage in plan.stages:
-            stage.log.parent.mkdir(parents=True, exist_ok=True)
-            print(f"[{i}/{len(todo)}] {plan.cell.name} {stage.name}: log {stage.log}", file=sys.stderr, flush=True)
-            start = time.time()
-            with stage.log.open("a") as log:
-                log.write(f"$ {shlex.join(stage.argv)}\n")
-                log.flush()
-                rc = subprocess.call(stage.argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-            print(f"    exit {rc} after {time.time() - start:.0f} s", file=sys.stderr, flush=True)
-            if rc != 0:
-                failed.append(f"{plan.cell.name} ({stage.name}, exit {rc}, log {stage.log})")
-                break
-    for item in failed:
-        print(f"failed: {item}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def slurm_jobs(plan: Plan, train_args: str, eval_args: str) -> list[tuple[str, list[str]]]:
-    """The sbatch lines of one cell: ("train", ...) and/or ("eval", ...).
-
-    Training goes through launch/slurm_multinode.sbatch, which takes CONFIG and key=value overrides
-    and starts accelerate on every node. The evaluation stages run as one ``--wrap`` job that waits
-    for the training job (``--dependency=afterok:$TRAIN_JOB``, filled in when submitting).
-    """
-    logs = plan.run_dir / "logs"
-    name = f"mprm-{plan.cell.name.replace('/', '-')}"
-    jobs = []
-    train = next((s for s in plan.stages if s.name == "train"), None)
-    if train is not None:
-        config_at = train.argv.index("--config")
-        jobs.append(("train", ["sbatch", "--parsable", f"--job-name={name}", f"--output={logs}/slurm-train-%j.out",
-                               *shlex.split(train_args), SBATCH_SCRIPT, *train.argv[config_at + 1:]]))
-    evals = [s for s in plan.stages if s.name != "train"]
-    if evals:
-        after = ["--dependency=afterok:$TRAIN_JOB"] if train is not None else []
-        wrap = " && ".join(shlex.join(s.argv) for s in evals)
-        jobs.append(("eval", ["sbatch", "--parsable", f"--job-name={name}-eval", f"--output={logs}/slurm-eval-%j.out",
-                              *after, *shlex.split(eval_args), f"--wrap={wrap}"]))
-    return jobs
-
-
-def run_slurm(plans: list[Plan], train_args: str, eval_args: str, dry_run: bool) -> int:
-    """Submit (or with ``dry_run`` print) every pending cell's jobs."""
-    rc = 0
-    for plan in plans:
-        if plan.finished:
-            continue
-        print(f"# {plan.cell.name}: {plan.cell.setting.title} ({plan.state})")
-        train_job = None
-        for kind, argv in slurm_jobs(plan, train_args, eval_args):
-            if train_job is not None:
-                argv = [a.replace("$TRAIN_JOB", train_job) for a in argv]
-            print(shlex.join(argv))
-            if dry_run:
-                continue
-            (plan.run_dir / "logs").mkdir(parents=True, exist_ok=True)
-            done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
-            if done.returncode != 0:
-                print(f"sbatch failed for {plan.cell.name} ({kind}): {done.stderr.strip()}", file=sys.stderr)
-                rc = 1
-                break
-            job = done.stdout.strip().split(";")[0]
-            print(f"#   submitted job {job}")
-            if kind == "train":
-                train_job = job
-    return rc
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = take_debug_flag(list(sys.argv[1:] if argv is None else argv))
     return run_entry("sweep.py", lambda: _main(argv))
@@ -188,8 +112,8 @@ def _main(argv: list[str]) -> int:
         print_plans(plans)
         return 0
     if args.submit == "local":
-        return run_local(plans)
-    return run_slurm(plans, args.sbatch_args, args.sbatch_eval_args, args.dry_run)
+        return run_local(plans, cwd=REPO)
+    return run_slurm(plans, args.sbatch_args, args.sbatch_eval_args, args.dry_run, cwd=REPO)
 
 
 if __name__ == "__main__":
