@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mprm.models.images import ImageHandler
+from mprm.models.vision_flops import VisionFlops
 
 QWEN_SYSTEM = "You are a helpful assistant."
 #: InternVL2.5's default system message (its conversation template "internvl2_5").
@@ -61,6 +62,9 @@ class BackboneSpec:
     ``chat_template`` when the checkpoint has none. ``system_prompt`` ``None`` means no system turn.
     ``eval_chat_prefix`` is the fixed prefix of ``prompt_style="authors_eval"`` (``None``: the same
     prefix as training).
+
+    ``vision_flops`` is the vision tower's cost model for the FLOPs formula
+    (:mod:`mprm.models.vision_flops`); ``None``: no vision FLOPs formula for this family.
     """
 
     model_class: str
@@ -81,6 +85,7 @@ class BackboneSpec:
     multi_image: bool = True
     image_defaults: dict[str, Any] = field(default_factory=dict)
     trust_remote_code: bool = False
+    vision_flops: VisionFlops | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def model_cls(self) -> type:

@@ -29,6 +29,7 @@ from mprm.models.backbones import (
     token_id,
 )
 from mprm.models.images import PREPROCESSOR_FILE, SETTINGS_KEY, ImageHandler, InternVLTileImages, resolve_settings
+from mprm.models.vision_flops import ImageCost, VisionDims, VisionFlops
 from mprm.models.zoo import TinyFamily, lora_targets, register_tiny
 
 TILES = {"max_tiles": 6}
@@ -57,6 +58,28 @@ def internvl_images(directory: Path, config: Any, tokenizer: Any, settings: dict
     )
 
 
+# ---- vision FLOPs (tiles of full attention with a class token, pixel shuffle, MLP projector) ---------
+def internvl_vision_dims(hf_config: Any) -> VisionDims:
+    v = hf_config.vision_config
+    size = v.image_size[0] if isinstance(v.image_size, (list, tuple)) else v.image_size
+    patch = v.patch_size[0] if isinstance(v.patch_size, (list, tuple)) else v.patch_size
+    r = round(1 / hf_config.downsample_ratio)
+    return VisionDims("internvl", v.hidden_size, v.num_hidden_layers, v.intermediate_size, 2,
+                      v.num_channels * patch * patch, r * r, r * r * v.hidden_size,
+                      hf_config.get_text_config().hidden_size, tile_tokens=(size // patch) ** 2 + 1)
+
+
+def internvl_image_cost(v: VisionDims, shape: tuple[int, ...]) -> ImageCost:
+    """``(tiles,)``: each tile is its patches plus a class token, attending to its own tile only."""
+    return ImageCost(patches=shape[0] * (v.tile_tokens - 1), tokens=shape[0] * v.tile_tokens,
+                     pairs=v.layers * shape[0] * v.tile_tokens**2)
+
+
+INTERNVL_VISION_FLOPS = VisionFlops(
+    dims=internvl_vision_dims, image=internvl_image_cost, projector_mid=lambda v: v.proj_out,
+    batch_images=lambda batch: [(int(batch["pixel_values"].shape[0]),)])
+
+
 register_backbone(
     "internvl",
     BackboneSpec(
@@ -72,6 +95,7 @@ register_backbone(
         chat_template=INTERNVL_HF_TEMPLATE,
         eval_chat_prefix=CHATML_EVAL_PREFIX,
         image_defaults=dict(TILES),
+        vision_flops=INTERNVL_VISION_FLOPS,
     ),
 )
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from mprm.models.backbones import CHATML_EVAL_PREFIX, CHATML_TEMPLATE, QWEN_SYSTEM, BackboneSpec, register_backbone
 from mprm.models.images import ImageHandler, QwenPatchImages, resolve_settings
+from mprm.models.vision_flops import ImageCost, VisionDims, VisionFlops
 from mprm.models.zoo import TinyFamily, lora_targets, register_tiny
 
 QWEN2_PIXELS = {"min_pixels": 784, "max_pixels": 200704}  # 1..256 tokens of 28 x 28 pixels (the paper's)
@@ -50,19 +51,50 @@ def qwen_images(directory: Path, config: Any, tokenizer: Any, settings: dict[str
     )
 
 
+# ---- vision FLOPs (Qwen2.5-VL: patch merger, windowed attention with a few full-attention layers) --
+def qwen2_5_vision_dims(hf_config: Any) -> VisionDims:
+    v = hf_config.vision_config
+    m = v.spatial_merge_size
+    return VisionDims("qwen2_5_vl", v.hidden_size, v.depth, v.intermediate_size, 3,
+                      v.in_channels * v.temporal_patch_size * v.patch_size**2, m * m, m * m * v.hidden_size,
+                      v.out_hidden_size, v.window_size // (v.patch_size * m), tuple(v.fullatt_block_indexes))
+
+
+def _chunks(n: int, size: int) -> list[int]:
+    return [min(size, n - i) for i in range(0, n, size)]
+
+
+def qwen2_5_image_cost(v: VisionDims, shape: tuple[int, ...]) -> ImageCost:
+    """A ``(t, h, w)`` patch grid: every patch is a tower token; the full-attention layers see the
+    whole frame, the others windows of ``window`` x ``window`` merged tokens."""
+    t, h, w = shape
+    side = int(v.merge**0.5)
+    windows = [a * b * v.merge for a in _chunks(h // side, v.window) for b in _chunks(w // side, v.window)]
+    full = len(v.full_layers)
+    pairs = full * t * (h * w) ** 2 + (v.layers - full) * t * sum(n * n for n in windows)
+    return ImageCost(patches=t * h * w, tokens=t * h * w, pairs=pairs)
+
+
+QWEN2_5_VISION_FLOPS = VisionFlops(
+    dims=qwen2_5_vision_dims, image=qwen2_5_image_cost, projector_mid=lambda v: v.proj_in,  # the merger's MLP
+    batch_images=lambda batch: [tuple(r) for r in batch["image_grid_thw"].tolist()])
+
+
 def _spec(model_class: str, model_type: str, *, defaults: dict[str, int], system: str | None,
-          template: str, projector: tuple[str, ...] = ("model.visual.merger",)) -> BackboneSpec:
+          template: str, projector: tuple[str, ...] = ("model.visual.merger",),
+          vision_flops: VisionFlops | None = None) -> BackboneSpec:
     return BackboneSpec(
         model_class=model_class, model_types=(model_type,), make_images=partial(qwen_images, defaults=defaults),
         projector_modules=projector, system_prompt=system, chat_template=template,
         eval_chat_prefix=CHATML_EVAL_PREFIX if system is not None else None, image_defaults=dict(defaults),
-        **_QWEN_PARTS)
+        vision_flops=vision_flops, **_QWEN_PARTS)
 
 
 register_backbone("qwen2_vl", _spec("Qwen2VLForConditionalGeneration", "qwen2_vl", defaults=QWEN2_PIXELS,
                                     system=QWEN_SYSTEM, template=QWEN_VL_TEMPLATE))
 register_backbone("qwen2_5_vl", _spec("Qwen2_5_VLForConditionalGeneration", "qwen2_5_vl", defaults=QWEN2_PIXELS,
-                                      system=QWEN_SYSTEM, template=QWEN_VL_TEMPLATE))
+                                      system=QWEN_SYSTEM, template=QWEN_VL_TEMPLATE,
+                                      vision_flops=QWEN2_5_VISION_FLOPS))
 #: Qwen3-VL's DeepStack mergers feed vision features into the first LM layers: projectors too. Named
 #: one by one (peft's modules_to_save takes modules, not their ModuleList); the released sizes have 3.
 QWEN3_DEEPSTACK_MERGERS = 3
