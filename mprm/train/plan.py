@@ -1,4 +1,4 @@
-"""Memory plan and model FLOPs of a training run, from the architecture alone (docs/training.md).
+"""Memory plan of a training run, from the architecture alone (docs/training.md).
 
 ``train.py --config FILE --plan`` builds the backbone on the ``meta`` device (shapes only: no
 storage, no weights read, about a second for 8B), freezes and wraps it as ``build_reward_model``
@@ -8,6 +8,8 @@ one micro batch at ``max_length``. It says whether that fits before any weight i
 benchmarks/gpu_check.py sets the estimate beside the measured peak and takes MFU from
 :func:`train_flops`. The byte model (P parameters, T of them trainable, N processes, w bytes per
 weight) is documented on :func:`plan_memory` and :func:`activation_bytes`; sizes are decimal GB.
+The model's shapes (release configs, :class:`TextDims`, :class:`VisionDims`) and FLOPs live in
+:mod:`mprm.train.shapes` and are importable from here too.
 """
 
 from __future__ import annotations
@@ -21,77 +23,19 @@ from typing import Any
 
 import torch
 
-from mprm.errors import UserError
+from mprm.train.shapes import (
+    PlanError,
+    TextDims,
+    VisionDims,
+    model_config,
+    release_config,
+    text_dims,
+    train_flops,
+    vision_dims,
+    vision_forward_flops,
+)
 
 GB = 1e9
-#: Qwen/Qwen2.5-VL-7B-Instruct config.json (the published numbers).
-QWEN2_5_VL_7B: dict[str, Any] = dict(
-    text_config=dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
-                     intermediate_size=18944, vocab_size=152064, max_position_embeddings=128000, rms_norm_eps=1e-6,
-                     hidden_act="silu", tie_word_embeddings=False, bos_token_id=151643, eos_token_id=151645,
-                     rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]}),
-    vision_config=dict(depth=32, hidden_size=1280, num_heads=16, intermediate_size=3420, out_hidden_size=3584,
-                       hidden_act="silu", patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-                       fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2, in_chans=3),
-    image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
-    tie_word_embeddings=False,
-)
-#: OpenGVLab/InternVL2_5-8B config.json (remote-code layout: InternViT-300M-448px + mlp1 + InternLM2-7B),
-#: turned into the native layout by ``convert_internvl.native_config``; ``<IMG_CONTEXT>`` is id 92546.
-INTERNVL2_5_8B: dict[str, Any] = dict(
-    vision_config=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                       image_size=448, patch_size=14, num_channels=3, qkv_bias=True, qk_normalization=False,
-                       norm_type="layer_norm", layer_norm_eps=1e-6, hidden_act="gelu", initializer_factor=1.0),
-    llm_config=dict(architectures=["InternLM2ForCausalLM"], model_type="internlm2", vocab_size=92553, hidden_size=4096,
-                    intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
-                    hidden_act="silu", max_position_embeddings=32768, rms_norm_eps=1e-5, rope_theta=1000000.0,
-                    rope_scaling={"type": "dynamic", "factor": 2.0}, bias=False, tie_word_embeddings=False,
-                    bos_token_id=1, eos_token_id=2, pad_token_id=2),
-    force_image_size=448, downsample_ratio=0.5, select_layer=-1, ps_version="v2", template="internvl2_5",
-    dynamic_image_size=True, use_thumbnail=True, min_dynamic_patch=1, max_dynamic_patch=12,
-)
-INTERNVL_IMAGE_TOKEN_ID = 92546
-
-
-class PlanError(UserError):
-    """A run that cannot be planned; the message names what is missing."""
-
-
-def release_config(name: str) -> tuple[str, Any] | None:
-    """``(backbone, transformers config)`` of a known release named in ``name`` (a hub id or a
-    folder such as ``checkpoints/InternVL2_5-8B-hf``), built from the published numbers; else None."""
-    key = Path(str(name)).name.lower().replace("_", ".")
-    if "qwen2.5-vl-7b" in key:
-        from transformers import Qwen2_5_VLConfig
-
-        return "qwen2_5_vl", Qwen2_5_VLConfig(**QWEN2_5_VL_7B)
-    if "internvl2.5-8b" in key:
-        from mprm.models.convert_internvl import native_config
-
-        return "internvl", native_config(INTERNVL2_5_8B, image_token_id=INTERNVL_IMAGE_TOKEN_ID)
-    return None
-
-
-def model_config(path: str, backbone: str) -> tuple[Any, str]:
-    """The transformers config of ``model.path`` and where it came from. A folder's config.json wins
-    (an original InternVL release is converted on the fly); else a known release's numbers."""
-    cfg_file = Path(path) / "config.json"
-    if cfg_file.is_file():
-        raw = json.loads(cfg_file.read_text())
-        if raw.get("model_type") == "internvl_chat":
-            from mprm.models.convert_internvl import native_config
-
-            return native_config(raw, image_token_id=INTERNVL_IMAGE_TOKEN_ID), f"{cfg_file} (converted layout)"
-        from transformers import AutoConfig
-
-        return AutoConfig.from_pretrained(str(path)), str(cfg_file)
-    known = release_config(path)
-    if known is not None:
-        if known[0] != backbone:
-            raise PlanError(f"model.path {path!r} is a {known[0]} release but model.backbone is {backbone!r}")
-        return known[1], f"published config of {Path(str(path)).name} (built in, nothing read)"
-    raise PlanError(f"model.path {path!r}: no config.json there and not a release the plan knows "
-                    "(Qwen2.5-VL-7B, InternVL2.5-8B); point model.path at a checkpoint folder")
 
 
 def build_meta_model(model_cfg: Any, hf_config: Any) -> tuple[torch.nn.Module, int]:
@@ -137,144 +81,6 @@ def count_params(model: torch.nn.Module, backbone: str, head_params: int = 0) ->
     parts = {k: v for k, v in parts.items() if v[0]}
     return ParamCounts(total=sum(r[0] for r in parts.values()), trainable=sum(r[1] for r in parts.values()),
                        by_part={k: (v[0], v[1]) for k, v in parts.items()}, largest=largest)
-
-
-# ---- architecture numbers ------------------------------------------------------------------
-@dataclass(frozen=True)
-class TextDims:
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    intermediate: int
-    vocab: int
-
-    @property
-    def layer_matmul_params(self) -> int:
-        """Weights of one decoder layer's matmuls: q, k, v, o, gate, up, down (biases left out)."""
-        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        return self.hidden * (2 * q + 2 * kv) + 3 * self.hidden * self.intermediate
-
-    @property
-    def lora_width(self) -> int:
-        """Sum of (in + out) over the seven LoRA targets of one layer (rank-1 adapter size)."""
-        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        return 7 * self.hidden + 2 * q + 2 * kv + 3 * self.intermediate
-
-
-def text_dims(hf_config: Any) -> TextDims:
-    t = hf_config.get_text_config()
-    head_dim = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads
-    return TextDims(hidden=t.hidden_size, layers=t.num_hidden_layers, heads=t.num_attention_heads,
-                    kv_heads=getattr(t, "num_key_value_heads", None) or t.num_attention_heads, head_dim=head_dim,
-                    intermediate=t.intermediate_size, vocab=t.vocab_size)
-
-
-@dataclass(frozen=True)
-class VisionDims:
-    """``family`` qwen2_5_vl (patch merger, windowed attention) or internvl (tiles, pixel shuffle)."""
-
-    family: str
-    hidden: int
-    layers: int
-    intermediate: int
-    mlp_matrices: int  # 3 (SwiGLU) or 2 (GELU MLP)
-    patch_in: int  # values per patch: channels x temporal x patch x patch
-    merge: int  # patches per LM token
-    proj_in: int
-    proj_out: int
-    window: int = 0  # Qwen: window side in LM tokens; 0 = none
-    full_layers: tuple[int, ...] = ()
-    tile_tokens: int = 0  # InternVL: tokens per tile (patches + class token)
-
-
-def vision_dims(backbone: str, hf_config: Any) -> VisionDims:
-    v = hf_config.vision_config
-    if backbone == "qwen2_5_vl":
-        m = v.spatial_merge_size
-        return VisionDims("qwen2_5_vl", v.hidden_size, v.depth, v.intermediate_size, 3,
-                          v.in_channels * v.temporal_patch_size * v.patch_size**2, m * m, m * m * v.hidden_size,
-                          v.out_hidden_size, v.window_size // (v.patch_size * m), tuple(v.fullatt_block_indexes))
-    if backbone == "internvl":
-        size = v.image_size[0] if isinstance(v.image_size, (list, tuple)) else v.image_size
-        patch = v.patch_size[0] if isinstance(v.patch_size, (list, tuple)) else v.patch_size
-        r = round(1 / hf_config.downsample_ratio)
-        return VisionDims("internvl", v.hidden_size, v.num_hidden_layers, v.intermediate_size, 2,
-                          v.num_channels * patch * patch, r * r, r * r * v.hidden_size,
-                          hf_config.get_text_config().hidden_size, tile_tokens=(size // patch) ** 2 + 1)
-    raise PlanError(f"no FLOPs formula for the vision tower of backbone {backbone!r}")
-
-
-# ---- FLOPs ---------------------------------------------------------------------------------
-def _chunks(n: int, size: int) -> list[int]:
-    return [min(size, n - i) for i in range(0, n, size)]
-
-
-def vision_forward_flops(v: VisionDims, images: list[tuple[int, ...]]) -> dict[str, float]:
-    """Forward FLOPs of the vision tower and projector. ``images``: Qwen ``(t, h, w)`` patch grids
-    (``image_grid_thw`` rows); InternVL ``(tiles,)``. A matmul of an [n, a] by [a, b] is 2nab."""
-    layer = 2 * (4 * v.hidden**2 + v.mlp_matrices * v.hidden * v.intermediate)
-    out = {"vision_patch": 0.0, "vision_linear": 0.0, "vision_attention": 0.0, "projector_1": 0.0, "projector_2": 0.0}
-    for shape in images:
-        if v.family == "qwen2_5_vl":
-            t, h, w = shape
-            patches = t * h * w
-            side = int(v.merge**0.5)
-            windows = [a * b * v.merge for a in _chunks(h // side, v.window) for b in _chunks(w // side, v.window)]
-            full = len(v.full_layers)
-            ctx2 = full * t * (h * w) ** 2 + (v.layers - full) * t * sum(n * n for n in windows)
-            tokens = patches
-        else:
-            tokens = shape[0] * v.tile_tokens
-            patches = shape[0] * (v.tile_tokens - 1)
-            ctx2 = v.layers * shape[0] * v.tile_tokens**2
-        out["vision_patch"] += 2 * patches * v.patch_in * v.hidden
-        out["vision_linear"] += tokens * v.layers * layer
-        out["vision_attention"] += 4 * v.hidden * ctx2
-        lm_tokens = patches // v.merge
-        out["projector_1"] += 2 * lm_tokens * v.proj_in * (v.proj_in if v.family == "qwen2_5_vl" else v.proj_out)
-        out["projector_2"] += 2 * lm_tokens * (v.proj_in if v.family == "qwen2_5_vl" else v.proj_out) * v.proj_out
-    return out
-
-
-def train_flops(text: TextDims, vision: VisionDims | None, *, seq_lens: list[int], n_prm: int,
-                images: list[tuple[int, ...]], lora_rank: int = 0, head: str = "yes_no",
-                vision_trainable: bool = False, attention: str = "causal", backward: bool = True) -> dict[str, float]:
-    """Model FLOPs of one micro batch (forward + backward; ``backward=False``: forward only).
-
-    Forward: each matmul 2 x its weights per token; attention 4 x heads x head_dim x context per
-    query (QK^T and AV), context = all s keys (``attention="full"``) or s(s+1)/2 in total for a
-    causal sequence (``"causal"``, what the kernels compute; MFU uses it). The reward head reads the
-    LM head at the ``<prm>`` rows only (2 h V each; ``linear``: 2 h). Backward: 2x forward for a
-    trainable matmul whose input needs a gradient (input and weight gradients; the projector too:
-    its trainable norm comes first), 1x for a frozen LM weight under LoRA (input gradient only),
-    2x for attention; the frozen vision tower has no backward. Gradient checkpointing's recompute
-    is not model FLOPs (``recompute`` is returned for hardware FLOPs). Biases, norms, activations
-    and softmax are left out (under 1%).
-    """
-    if attention not in ("causal", "full"):
-        raise ValueError(f"attention={attention!r}: choose causal or full")
-    tokens = sum(seq_lens)
-    pairs = sum(s * (s + 1) / 2 if attention == "causal" else s * s for s in seq_lens)
-    lm = 2 * tokens * text.layers * text.layer_matmul_params
-    attn = 4 * text.heads * text.head_dim * pairs * text.layers
-    adapters = 2 * tokens * text.layers * lora_rank * text.lora_width
-    head_fwd = 2 * n_prm * text.hidden * (text.vocab if head != "linear" else 1)
-    vis = vision_forward_flops(vision, images) if vision is not None and images else {}
-    f = {"lm_linear": lm, "lm_attention": attn, "lora": adapters, "head": head_fwd, **vis}
-    if not backward:
-        return {**f, "total": sum(f.values()), "recompute": 0.0}
-    b = 1 if vision_trainable else 0  # a trainable tower: weight and input gradients (the patch conv: weight only)
-    out = {"lm_linear": lm * (2 if lora_rank else 3), "lm_attention": 3 * attn, "lora": 3 * adapters,
-           "head": 3 * head_fwd}
-    if vis:
-        out.update(vision_patch=vis["vision_patch"] * (1 + b), vision_linear=vis["vision_linear"] * (1 + 2 * b),
-                   vision_attention=vis["vision_attention"] * (1 + 2 * b), projector_1=vis["projector_1"] * 3,
-                   projector_2=vis["projector_2"] * 3)
-    out["total"] = sum(out.values())
-    out["recompute"] = lm + attn + adapters
-    return out
 
 
 # ---- launches ------------------------------------------------------------------------------
@@ -440,50 +246,11 @@ def plan_memory(counts: ParamCounts, text: TextDims, launch: Launch, *, micro: i
     GPU, at least 3 GB) is at most the GPU's memory. Host RAM per node with offload: (12 + 4 fp32
     gradients) T, plus w P for offloaded parameters.
     """
-    P, T, N, w = counts.total, counts.trainable, max(launch.world_size, 1), param_bytes
-    st = launch.zero_stage if launch.deepspeed else -1
-
-    def split(stage: int) -> tuple[float, str]:
-        return (N, f", split over {N}") if st >= stage and N > 1 else (1, "")
-
-    rows: list[tuple[str, float, str]] = []
-    host = 0.0
+    w = param_bytes
     if launch.deepspeed:
-        master = 4 if w == 2 else 0
-        n, note = split(3)
-        rows.append(("weights", 0.0 if launch.offload_param else w * P / n,
-                     "offloaded to CPU" if launch.offload_param else f"{w} B{note}"))
-        host += w * P if launch.offload_param else 0
-        n, note = split(2)
-        if launch.offload_optimizer:
-            host += (master + 12) * T
-            rows += [("gradients", 0.0, "fp32 on CPU"),
-                     ("optimizer states", 0.0, "offloaded to CPU (DeepSpeedCPUAdam)")]
-        else:
-            rows.append(("gradients", w * T / n, f"{w} B per trainable{note}"))
-            n, note = split(1)
-            rows.append(("optimizer states", (master + 8) * T / n, f"fp32 master + Adam m, v: {master + 8} B{note}"))
-            rows.append(("optimizer step", 4 * min(T / n, 1e9 if st == 3 else T), "temporary over the fp32 partition"))
-        z = launch.zero
-
-        def bucket(key: str, auto: float) -> float:
-            value = z.get(key, "auto")
-            return auto if value == "auto" else float(value)
-
-        reduce = 2 * w * bucket("reduce_bucket_size", text.hidden**2)
-        if st == 3:
-            gathered = w * (counts.largest + text.layer_matmul_params + bucket("stage3_prefetch_bucket_size",
-                                                                           0.9 * text.hidden**2))
-        else:
-            gathered = w * bucket("allgather_bucket_size", 5e8) if st >= 1 else 0.0
-        rows.append(("DeepSpeed buffers", gathered + reduce, "gathered weights, communication buckets"))
+        rows, host = _deepspeed_rows(counts, text, launch, w)
     else:
-        rows += [("weights", w * P, f"{w} B"), ("gradients", w * T, f"{w} B per trainable"),
-                 ("optimizer states", 2 * w * T, f"AdamW m, v: {2 * w} B per trainable"),
-                 ("optimizer step", w * T if launch.cpu else 0.0,
-                  "foreach temporary (sqrt of v)" if launch.cpu else "fused AdamW on the GPU: no temporary")]
-        if N > 1:
-            rows.append(("DDP buckets", w * T, "gradient copies for the all-reduce"))
+        rows, host = _torch_rows(counts, launch, w), 0.0
     s = 2 if (launch.deepspeed or w == 2) else 4
     kw = dict(micro=micro, seq_len=seq_len, stream_bytes=s, padded=padded)
     rows.append(("activations", activation_bytes(text, checkpointing=checkpointing, **kw),
@@ -493,6 +260,67 @@ def plan_memory(counts: ParamCounts, text: TextDims, launch: Launch, *, micro: i
     return MemoryPlan(rows=rows, activations_other=activation_bytes(text, checkpointing=not checkpointing, **kw),
                       gpu_memory=gpu, reserve=max(3 * GB, 0.05 * gpu), host=host / max(launch.machines, 1),
                       checkpointing=checkpointing)
+
+
+def _deepspeed_rows(counts: ParamCounts, text: TextDims, launch: Launch,
+                    w: int) -> tuple[list[tuple[str, float, str]], float]:
+    """:func:`plan_memory`'s rows under DeepSpeed (weights to buffers) and the host bytes offloaded."""
+    P, T, N = counts.total, counts.trainable, max(launch.world_size, 1)
+    st = launch.zero_stage
+
+    def split(stage: int) -> tuple[float, str]:
+        return (N, f", split over {N}") if st >= stage and N > 1 else (1, "")
+
+    rows: list[tuple[str, float, str]] = []
+    host = 0.0
+    master = 4 if w == 2 else 0
+    n, note = split(3)
+    rows.append(("weights", 0.0 if launch.offload_param else w * P / n,
+                 "offloaded to CPU" if launch.offload_param else f"{w} B{note}"))
+    host += w * P if launch.offload_param else 0
+    n, note = split(2)
+    if launch.offload_optimizer:
+        host += (master + 12) * T
+        rows += [("gradients", 0.0, "fp32 on CPU"),
+                 ("optimizer states", 0.0, "offloaded to CPU (DeepSpeedCPUAdam)")]
+    else:
+        rows.append(("gradients", w * T / n, f"{w} B per trainable{note}"))
+        n, note = split(1)
+        rows.append(("optimizer states", (master + 8) * T / n, f"fp32 master + Adam m, v: {master + 8} B{note}"))
+        rows.append(("optimizer step", 4 * min(T / n, 1e9 if st == 3 else T), "temporary over the fp32 partition"))
+    rows.append(("DeepSpeed buffers", _deepspeed_buffers(counts, text, launch, w),
+                 "gathered weights, communication buckets"))
+    return rows, host
+
+
+def _deepspeed_buffers(counts: ParamCounts, text: TextDims, launch: Launch, w: int) -> float:
+    """ZeRO-3: the largest tensor, a layer and a prefetch bucket gathered; ZeRO-1/2: an all-gather
+    bucket; both: two reduce buckets ("auto" = h^2, as Strategy fills them)."""
+    z, st = launch.zero, launch.zero_stage
+
+    def bucket(key: str, auto: float) -> float:
+        value = z.get(key, "auto")
+        return auto if value == "auto" else float(value)
+
+    reduce = 2 * w * bucket("reduce_bucket_size", text.hidden**2)
+    if st == 3:
+        gathered = w * (counts.largest + text.layer_matmul_params + bucket("stage3_prefetch_bucket_size",
+                                                                       0.9 * text.hidden**2))
+    else:
+        gathered = w * bucket("allgather_bucket_size", 5e8) if st >= 1 else 0.0
+    return gathered + reduce
+
+
+def _torch_rows(counts: ParamCounts, launch: Launch, w: int) -> list[tuple[str, float, str]]:
+    """:func:`plan_memory`'s rows without DeepSpeed (torch AdamW, DDP buckets when N > 1)."""
+    T = counts.trainable
+    rows = [("weights", w * counts.total, f"{w} B"), ("gradients", w * T, f"{w} B per trainable"),
+            ("optimizer states", 2 * w * T, f"AdamW m, v: {2 * w} B per trainable"),
+            ("optimizer step", w * T if launch.cpu else 0.0,
+             "foreach temporary (sqrt of v)" if launch.cpu else "fused AdamW on the GPU: no temporary")]
+    if max(launch.world_size, 1) > 1:
+        rows.append(("DDP buckets", w * T, "gradient copies for the all-reduce"))
+    return rows
 
 
 def train_param_bytes(launch: Launch, cfg: Any) -> int:
@@ -623,3 +451,4 @@ __all__ = ["GB", "Launch", "MemoryPlan", "ParamCounts", "PlanError", "RunPlan", 
            "launch_from_env", "launch_in_header", "model_config", "plan_command", "plan_memory", "plan_run",
            "preflight", "read_launch", "release_config", "text_dims", "train_flops", "train_param_bytes",
            "vision_dims", "vision_forward_flops"]
+

@@ -67,6 +67,37 @@ def test_vision_flops_by_hand():
     assert (f["projector_1"], f["projector_2"]) == (2 * 6 * 16 * 16, 2 * 6 * 16 * 8)
 
 
+def test_flops_formulas_come_from_the_registries():
+    """The head's ``uses_lm_head`` decides whether the LM head counts at the <prm> rows, and the
+    backbone entry's ``vision_flops`` whether (and how) the vision tower counts."""
+    import dataclasses
+
+    from mprm.models import get_backbone, register_backbone, register_head, unregister_head
+    from mprm.models.backbones import unregister_backbone
+    from mprm.models.heads import LinearHead
+    from mprm.train.plan import PlanError, release_config
+
+    class LinearOverVocab(LinearHead):
+        uses_lm_head = True
+
+    register_head("linear_over_vocab_test", LinearOverVocab)
+    register_backbone("qwen_copy_test", dataclasses.replace(get_backbone("qwen2_5_vl")))
+    register_backbone("qwen_no_flops_test", dataclasses.replace(get_backbone("qwen2_5_vl"), vision_flops=None))
+    try:
+        kw = dict(seq_lens=[4], n_prm=1, images=[], backward=False)
+        assert train_flops(SMALL, None, head="linear_over_vocab_test", **kw)["head"] == 2 * 8 * 10
+        assert train_flops(SMALL, None, head="linear", **kw)["head"] == 2 * 8
+        _, config = release_config("Qwen2.5-VL-7B-Instruct")
+        assert vision_dims("qwen_copy_test", config) == vision_dims("qwen2_5_vl", config)
+        for name in ("qwen_no_flops_test", "qwen3_vl", "no_such_backbone"):
+            with pytest.raises(PlanError, match=f"no FLOPs formula for the vision tower of backbone '{name}'"):
+                vision_dims(name, config)
+    finally:
+        unregister_head("linear_over_vocab_test")
+        unregister_backbone("qwen_copy_test")
+        unregister_backbone("qwen_no_flops_test")
+
+
 def _batch(model, size=(112, 84)):
     f = model.formatter
     image = Image.new("RGB", size, (120, 30, 60))
