@@ -116,7 +116,7 @@ def test_flops_equal_torch_flop_counter(backbone, lora, freeze_vision, tiny_qwen
     width: the formula is given the padded lengths, since the padding is computed as well)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from mprm.models import LoraSettings, build_reward_model
+    from mprm.models import LoraSettings, build_reward_model, get_backbone
 
     torch.manual_seed(0)
     path, extra = (tiny_qwen_dir, {"max_pixels": 112 * 84}) if backbone == "qwen2_5_vl" else (tiny_internvl_dir, {})
@@ -125,6 +125,7 @@ def test_flops_equal_torch_flop_counter(backbone, lora, freeze_vision, tiny_qwen
     batch = _batch(model)
     images = ([tuple(r) for r in batch["image_grid_thw"].tolist()] if backbone == "qwen2_5_vl"
               else [(batch["pixel_values"].shape[0],)])
+    assert get_backbone(backbone).vision_flops.batch_images(batch) == images  # the registry's reading of a batch
     kw = dict(seq_lens=[batch["input_ids"].shape[1]] * 2, n_prm=len(batch["prm_positions"]), images=images,
               lora_rank=lora, attention="full", vision_trainable=not freeze_vision)
     with FlopCounterMode(display=False) as forward:
