@@ -1,5 +1,5 @@
 """Synthetic MC-annotated corpus, process benchmark and Best-of-N set about small shape images
-(``mprm synth``; the pictures, questions and solutions come from :mod:`mprm.data.shapes`).
+(``mprm synth``; the pictures, questions and solutions come from :mod:`mprm.data.synth_domain`).
 
 MC labels are simulated as METHOD.md 1 describes (s_j = K_j / N, N = 16, K_j ~ Binomial(N, p_j))
 with the noise METHOD.md 5 analyses: hard items give low p on correct steps (false negatives),
@@ -22,7 +22,7 @@ import orjson
 from tqdm import tqdm
 
 from mprm.data.labels import FILE_CORRECT, FILE_INCORRECT, FILE_NEUTRAL
-from mprm.data.shapes import (
+from mprm.data.synth_domain import (
     IMAGE_SIZE,
     KIND_WEIGHTS,
     KINDS,
