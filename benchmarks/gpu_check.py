@@ -177,13 +177,11 @@ def make_image(size: tuple[int, int], folder: Path) -> Any:
 
 def batch_flops(cfg: Any, model: Any, batch: dict[str, Any]) -> dict[str, float]:
     """mprm.train.plan.train_flops of this batch (sequence lengths, <prm> rows, image grids)."""
+    from mprm.models.backbones import get_backbone
     from mprm.train.plan import text_dims, train_flops, vision_dims
 
     config, backbone = model.config, cfg.model.backbone
-    if backbone == "qwen2_5_vl":
-        images = [tuple(r) for r in batch["image_grid_thw"].tolist()]
-    else:
-        images = [(int(batch["pixel_values"].shape[0]),)]
+    images = get_backbone(backbone).vision_flops.batch_images(batch)
     return train_flops(text_dims(config), vision_dims(backbone, config), images=images, head=cfg.model.head,
                        seq_lens=batch["attention_mask"].sum(1).tolist(), n_prm=int(batch["prm_positions"].numel()),
                        lora_rank=cfg.model.lora_rank, vision_trainable=not cfg.model.freeze_vision)

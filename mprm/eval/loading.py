@@ -102,14 +102,14 @@ class LazyModel:
     def get(self, device: Any = None) -> Any:
         """The model in eval mode on ``settings.device`` (else ``device``), loaded once."""
         if self._model is None:
-            from mprm.models import build_reward_model, load_reward_model
+            from mprm.models import DEFAULT_HEAD, build_reward_model, load_reward_model
 
             src, kw = self.source, ({"max_length": self.max_length} if self.max_length else {})
             if self.prompt_style:
                 kw["prompt_style"] = self.prompt_style
             try:
                 if src.zero_shot:
-                    model = build_reward_model(src.name, backbone=src.backbone, head=src.head or "yes_no", **kw)
+                    model = build_reward_model(src.name, backbone=src.backbone, head=src.head or DEFAULT_HEAD, **kw)
                 else:
                     model = load_reward_model(src.name, **kw)
             except UserError:

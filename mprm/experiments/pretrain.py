@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from mprm.errors import UserError
 from mprm.models.images import PREPROCESSOR_FILE
 from mprm.models.tiny import build_tiny
 
@@ -43,6 +44,10 @@ PROMPT = "Describe the picture."
 #: Families whose tiny model this pretraining knows (its vocabulary recipe and layout words are the
 #: paper's two backbones'); ``mprm tiny`` without ``--pretrain`` builds every family.
 PRETRAIN_BACKBONES = ("qwen2_5_vl", "internvl")
+
+
+class PretrainSettingsError(UserError):
+    """A pretraining setting out of range (also a ``ValueError``, through ``UserError``)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,7 @@ class PretrainSettings:
 
     def validate(self) -> None:
         if self.backbone not in PRETRAIN_BACKBONES:
-            raise ValueError(f"pretraining supports backbone {' or '.join(PRETRAIN_BACKBONES)}, not {self.backbone!r}; "
+            raise PretrainSettingsError(f"pretraining supports backbone {' or '.join(PRETRAIN_BACKBONES)}, not {self.backbone!r}; "
                              "without --pretrain every family is available")
         bad = [f"{k}={v!r}" for k, v in asdict(self).items()
                if k not in ("backbone", "lr", "seed", "solution_share") and (not isinstance(v, int) or v < 1)]
@@ -71,7 +76,7 @@ class PretrainSettings:
         if not 0.0 <= self.solution_share <= 1.0:
             bad.append(f"solution_share={self.solution_share!r} (a share in [0, 1])")
         if bad:
-            raise ValueError(f"invalid pretraining settings: {', '.join(bad)}")
+            raise PretrainSettingsError(f"invalid pretraining settings: {', '.join(bad)}")
 
 
 def domain_words(texts: Iterable[str], *, min_count: int = 2, max_words: int = 600) -> list[str]:

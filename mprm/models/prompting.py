@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from mprm.config import PROMPT_STYLES
 from mprm.data.labels import IGNORE_LABEL
 from mprm.models.backbones import BackboneSpec
 from mprm.models.chat import layout_prefix, prefix_bos
@@ -42,7 +43,6 @@ from mprm.models.images import ImageHandler, canvas_size, make_canvas, placehold
 PRM_TOKEN = "<prm>"
 DEFAULT_SEPARATOR = "<prm>\n\n"
 MULTI_IMAGE_MODES = ("canvas", "separate")
-PROMPT_STYLES = ("train", "authors_eval")
 #: Per-batch inputs built from ``input_ids`` (1 at image tokens) for backbones whose ``forward_keys`` name them.
 TOKEN_TYPE_KEYS = ("mm_token_type_ids", "token_type_ids")
 _AUTHORS_IMAGE_TAG = re.compile(r"<image\d+>")

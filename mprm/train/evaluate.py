@@ -23,6 +23,7 @@ import numpy as np
 
 from mprm.config import Config
 from mprm.data.labels import target_label
+from mprm.eval.settings import EvalSettings
 from mprm.train.data import is_training_jsonl
 
 
@@ -49,8 +50,10 @@ def dev_items(path: str | Path, *, label_threshold: float) -> list[dict[str, Any
     return benchmark_items(path, flag="eval.dev")
 
 
-def evaluate_dev(model: Any, cfg: Config, *, image_root: str) -> dict[str, float | int | None]:
-    """Score ``cfg.eval.dev`` with ``model``; overall / pooled macro-F1, AUC, step accuracy, counts."""
+def evaluate_dev(model: Any, cfg: Config, settings: EvalSettings) -> dict[str, float | int | None]:
+    """Score ``cfg.eval.dev`` (at most ``cfg.eval.max_items`` items) with ``model`` under
+    ``settings`` (``EvalSettings.from_config``: image root, batch size, threshold); overall /
+    pooled macro-F1, AUC, step accuracy, counts."""
     from mprm.eval.metrics import metrics_at, step_data_from_rows
     from mprm.models import score_batch
 
@@ -58,11 +61,12 @@ def evaluate_dev(model: Any, cfg: Config, *, image_root: str) -> dict[str, float
     if cfg.eval.max_items:
         items = items[:cfg.eval.max_items]
     scores = score_batch(model, [{k: it[k] for k in ("id", "images", "question", "steps")} for it in items],
-                         image_root=image_root, batch_size=cfg.eval.batch_size, too_long="nan")
+                         image_root=str(settings.require_image_root("eval.dev")), batch_size=settings.batch_size,
+                         too_long="nan")
     rows = [{"id": it["id"], "data_source": it["data_source"], "labels": it["labels"],
              "scores": [float(s) if math.isfinite(s) else None for s in sc]} for it, sc in zip(items, scores)]
     data = step_data_from_rows(rows, origin=str(cfg.eval.dev))
-    m = metrics_at(data, cfg.eval.threshold)
-    accuracy = float(np.mean((data.scores >= cfg.eval.threshold) == data.labels)) if data.n_steps else None
+    m = metrics_at(data, settings.threshold)
+    accuracy = float(np.mean((data.scores >= settings.threshold) == data.labels)) if data.n_steps else None
     return {"overall": m["overall"], "macro_f1_pooled": m["macro_f1_pooled"], "auc": m["auc"],
             "accuracy": accuracy, "n_steps": data.n_steps, "cut_steps": data.n_cut}

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from mprm.config import Config, ConfigError, accumulation_steps, check_required, to_yaml, weights_dtype
-from mprm.errors import Refusal
 from mprm.data.examples import default_image_root
+from mprm.data.labels import TARGET_CUT
+from mprm.errors import Refusal
 from mprm.train import checkpoint as ckpt
 from mprm.train.data import (
     IGNORE_LABEL,
@@ -275,7 +276,7 @@ def optimizer_step(run: Run, model: Any, optimizer: Any, data: TrainData, batche
                 grad_norm = strategy.clip_and_step(model, optimizer, t.max_grad_norm)
         with torch.no_grad():
             labels = batch["prm_labels"][mask]
-            right = ((outputs.scores[mask] >= 0.5) == (labels >= 0.5)).sum()
+            right = ((outputs.scores[mask] >= TARGET_CUT) == (labels >= TARGET_CUT)).sum()
             stats += torch.stack([outputs.loss_sum.detach().double(), outputs.n_labelled.double(), right.double()])
     if not strategy.is_step_boundary:
         raise RuntimeError(f"step {step}: accumulation ended off the optimiser-step boundary")
@@ -317,8 +318,8 @@ def run_loop(run: Run, model: Any, optimizer: Any, data: TrainData, progress: Pr
             ckpt.save_checkpoint(strategy, model, output_dir=run.out, step=done, trainer_state=progress.state(done),
                                  keep_last=t.keep_last, keep_models=t.keep_models)
         if t.eval_every and (done % t.eval_every == 0 or done == plan.total_steps):
-            root = EvalSettings.from_config(cfg, image_root=data.image_root).image_root  # eval.image_root or the data's
-            dev = evaluate_dev(strategy.unwrap(model), cfg, image_root=str(root))
+            settings = EvalSettings.from_config(cfg, image_root=data.image_root)  # eval.image_root or the data's
+            dev = evaluate_dev(strategy.unwrap(model), cfg, settings)
             log.log({"step": done, **{f"dev/{k}": v for k, v in dev.items()}})
 
 

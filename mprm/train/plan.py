@@ -34,6 +34,7 @@ from mprm.train.shapes import (
     vision_dims,
     vision_forward_flops,
 )
+from mprm.train.strategy import launch_env
 
 GB = 1e9
 
@@ -146,19 +147,17 @@ def read_launch(path: str | Path, *, gpus: int | None = None) -> Launch:
 
 
 def launch_from_env(env: dict[str, str] | None = None, *, gpus: int | None = None) -> Launch:
-    """The launch ``accelerate launch`` describes in the environment of this process."""
-    env = dict(os.environ if env is None else env)
-    world = int(env.get("WORLD_SIZE", "1"))
-    kw = dict(world_size=gpus or world, machines=max(1, world // int(env.get("LOCAL_WORLD_SIZE", world))),
-              cpu=env.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true"))
-    if env.get("ACCELERATE_USE_DEEPSPEED", "").lower() not in ("1", "true"):
+    """The launch ``accelerate launch`` describes in the environment of this process (read by
+    ``strategy.launch_env``, the one reader of the launcher's variables)."""
+    le = launch_env(os.environ if env is None else env)
+    kw = dict(world_size=gpus or le.world_size, machines=le.machines, cpu=le.cpu)
+    if not le.deepspeed:
         return Launch(source="this launch", **kw)
-    if env.get("ACCELERATE_DEEPSPEED_CONFIG_FILE"):
-        zero = _zero_of(env["ACCELERATE_DEEPSPEED_CONFIG_FILE"], Path.cwd())
+    if le.deepspeed_config_file:
+        zero = _zero_of(le.deepspeed_config_file, Path.cwd())
     else:
-        zero = {"stage": int(env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")),
-                "offload_optimizer": {"device": env.get("ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE")},
-                "offload_param": {"device": env.get("ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE")}}
+        zero = {"stage": le.zero_stage, "offload_optimizer": {"device": le.offload_optimizer_device},
+                "offload_param": {"device": le.offload_param_device}}
     return _ds_launch("this launch", zero, **kw)
 
 
@@ -392,7 +391,7 @@ def choose_launch(config_path: str | None, launch: str | None = None, gpus: int 
     env = dict(os.environ if env is None else env)
     if launch:
         return read_launch(launch, gpus=gpus)
-    if "ACCELERATE_USE_DEEPSPEED" in env or "WORLD_SIZE" in env:
+    if launch_env(env).launched:
         return launch_from_env(env, gpus=gpus)
     header = launch_in_header(config_path) if config_path else None
     return read_launch(header, gpus=gpus) if header else Launch(source="python train.py", world_size=gpus or 1)

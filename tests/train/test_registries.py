@@ -32,8 +32,8 @@ PLUGIN = textwrap.dedent('''
     class ScaledLinearHead(LinearHead):
         """A head behind the interface: twice the linear logit."""
 
-        def logits(self, hidden, lm_head):
-            return 2.0 * super().logits(hidden, lm_head)
+        def logits(self, inputs, lm_head):
+            return 2.0 * super().logits(inputs, lm_head)
 
 
     register_head("scaled_linear", ScaledLinearHead, replace=True)
@@ -66,3 +66,12 @@ def test_a_plugin_backbone_and_head_train_from_train_py(tmp_path, tiny_qwen_dir,
     saved = json.loads((out / "final" / "mprm_config.json").read_text())
     assert (saved["backbone"], saved["head"]) == ("my_qwen", "scaled_linear")
     assert (out / "final" / "score_head.safetensors").is_file()
+
+
+def test_the_config_default_head_is_the_registry_default():
+    """config.py keeps the literal (it must not import torch); it may not drift from DEFAULT_HEAD."""
+    from mprm.config import Config
+    from mprm.models.heads import DEFAULT_HEAD, get_head
+
+    assert Config().model.head == DEFAULT_HEAD == "yes_no"
+    assert get_head(DEFAULT_HEAD).uses_lm_head

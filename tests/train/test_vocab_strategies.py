@@ -51,6 +51,7 @@ def test_a_free_row_is_used_under_every_strategy(launch, padded_qwen_dir, tmp_pa
 def test_lora_adapters_trained_under_zero3_load_on_one_process(padded_qwen_dir, tmp_path, synth_dir):
     from mprm.config import load_config
     from mprm.models import load_reward_model
+    from mprm.eval.settings import EvalSettings
     from mprm.train.evaluate import evaluate_dev
 
     out = tmp_path / "lora_zero3"
@@ -62,7 +63,8 @@ def test_lora_adapters_trained_under_zero3_load_on_one_process(padded_qwen_dir, 
     logged = [r for r in metrics(out) if "dev/auc" in r][-1]
     assert json.loads((out / "final" / "mprm_config.json").read_text())["lora"]["r"] == 4
     model = load_reward_model(out / "final")  # adapters over the base: sizes must match (no resize mismatch)
-    got = evaluate_dev(model, load_config(out / "config.yaml"), image_root=str(synth_dir))
+    cfg = load_config(out / "config.yaml")
+    got = evaluate_dev(model, cfg, EvalSettings.from_config(cfg))
     assert got["n_steps"] == logged["dev/n_steps"]
     assert got["auc"] == pytest.approx(logged["dev/auc"], abs=1e-5)
     assert got["overall"] == pytest.approx(logged["dev/overall"], abs=1e-5)
