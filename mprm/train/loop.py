@@ -1,7 +1,9 @@
 """The training loop (METHOD.md 6): one explicit loop, the same on 1 process, DDP, ZeRO-2, ZeRO-3.
 
-Read top to bottom: :func:`train` is the recipe, six named steps (run -> data -> model ->
-optimizer -> loop -> save), each a function below; :func:`optimizer_step` is one optimiser step
+Read top to bottom: :func:`train` is the recipe, named steps each a function below (preflight
+memory check when asked -> run -> training file -> model -> data -> optimizer -> log -> loop ->
+save; the model comes before the data because the formatter that encodes the data is the
+model's); :func:`optimizer_step` is one optimiser step
 (learning rate, the step's micro batches, clipping); :func:`run_loop` logs, checkpoints and
 evaluates around it. Distributed details are in strategy.py, data order in sampler.py,
 checkpoint layout in checkpoint.py.
