@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _launch import run_train
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 STEPS = 2
@@ -27,7 +27,7 @@ def _train(repo: Path, out: Path, model: Path, backbone: str, synth: Path, launc
                   "train.global_batch_size=4", "train.micro_batch_size=2", "logging.progress_bar=false"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=500)
+    proc = run_train(cmd, cwd=repo, env=env, timeout=500)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-5000:]}"
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
 

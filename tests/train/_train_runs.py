@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _launch import run_train
+
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 10
 
@@ -32,7 +34,7 @@ def command(config: str, out: Path, model: Path, synth: Path, *extra: str, launc
 
 
 def run(cmd: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=timeout)
+    proc = run_train(cmd, cwd=REPO, env=env(), timeout=timeout)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc
 
