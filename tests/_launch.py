@@ -1,9 +1,9 @@
 """Running train.py in a test subprocess, with one narrowly scoped retry.
 
-Two-process CPU runs under ZeRO-3 have, a few times in many suite runs, lost a rank to
-``terminate called without an active exception`` (SIGABRT inside torch / DeepSpeed's CPU
-collectives, after several good optimiser steps; never reproduced on demand, 6 of 6 reruns
-passed; docs/training.md "Known issues"). :func:`run_train` retries such a run once, from scratch,
+A two-process CPU run under ZeRO-3 once lost a rank to ``terminate called without an active
+exception`` (SIGABRT in native code, torch's or DeepSpeed's CPU collectives, after several good
+optimiser steps) in a full suite run; it was never reproduced on demand (6 of 6 reruns passed;
+docs/training.md "Known issue", decisions.md D-TRAIN-10). :func:`run_train` retries such a run once, from scratch,
 and only when all three hold: a rank died by SIGABRT with that message, and the run's output
 folder did not exist before it (a fresh run, never a resume whose meaning a retry would change).
 Any other failure, and a second abort, fails the test as before; a retry is reported as a warning
