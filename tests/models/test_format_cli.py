@@ -70,3 +70,21 @@ def test_mprm_format_human_and_json(tiny_internvl_dir, synth_dir, tmp_path):
     res = _mprm("format", "--model", tiny_internvl_dir, "--input", bench)  # images are not beside test.jsonl here
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "not found (image root" in res.stderr and str(bench.parent) in res.stderr
+
+
+def test_mprm_format_labels_as_training_makes_them(tiny_internvl_dir, synth_dir):
+    """--soft-labels shows the MC scores themselves, --label-threshold T hard 1[s > T]; not both."""
+    corpus = sorted((synth_dir / "annotations").glob("*.jsonl"))[0]
+    lines = corpus.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1)
+                if any(0 < s["score"] < 1 for s in json.loads(text)["steps_with_score"]))
+    scores = [s["score"] for s in json.loads(lines[line - 1])["steps_with_score"]]
+    common = ("format", "--model", tiny_internvl_dir, "--input", corpus, "--line", line, "--json")
+    soft = _mprm(*common, "--soft-labels")
+    assert soft.returncode == 0, soft.stderr
+    assert json.loads(soft.stdout)["labels"] == scores
+    hard = _mprm(*common, "--label-threshold", 0.5)
+    assert hard.returncode == 0, hard.stderr
+    assert json.loads(hard.stdout)["labels"] == [1.0 if s > 0.5 else 0.0 for s in scores]
+    both = _mprm(*common, "--soft-labels", "--label-threshold", 0.5)
+    assert both.returncode == 2 and "not allowed with" in both.stderr
