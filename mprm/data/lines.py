@@ -122,14 +122,21 @@ def _files_of(path: Path) -> list[tuple[Path, str]]:
 
 
 def parquet_rows(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
-    """``(1-based row, row as a dict)`` of a parquet file, batch by batch (pyarrow imported here)."""
+    """``(1-based row, row as a dict)`` of a parquet file, batch by batch (pyarrow imported here).
+    A file pyarrow cannot read (not parquet, truncated) is an :class:`InputPathError` naming it."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     row = 0
-    for batch in pq.ParquetFile(path).iter_batches():
-        for obj in batch.to_pylist():
-            row += 1
-            yield row, obj
+    try:
+        for batch in pq.ParquetFile(path).iter_batches():
+            for obj in batch.to_pylist():
+                row += 1
+                yield row, obj
+    except pa.ArrowException as exc:
+        where = f" after row {row}" if row else ""
+        raise InputPathError(f"{path}: not a readable parquet file{where} ({exc}): check the file or convert it "
+                             "to .jsonl") from None
 
 
 def dumps_line(obj: Any) -> bytes:

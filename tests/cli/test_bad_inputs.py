@@ -49,6 +49,8 @@ def _setup(kind: str, tmp: Path, synth: Path) -> None:
         (tmp / "c.jsonl").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(json.dumps(r) for r in rows).encode() + b"\r\n")
     elif kind == "empty":
         (tmp / "c.jsonl").write_text("", encoding="utf-8")
+    elif kind == "not_parquet":  # a .parquet that is not one (a failed download, a renamed jsonl)
+        (tmp / "c.parquet").write_text(lines[0] + "\n", encoding="utf-8")
     elif kind == "yaml":
         (tmp / "c.yaml").write_text("train:\n  lr: [1e-5\n", encoding="utf-8")
     elif kind == "file_as_output":
@@ -75,6 +77,10 @@ CASES = [
     # mprm select
     Case("select: missing input", MPRM + ["select", "--input", "{T}/nope", "--strategy", "bis", "--fraction", "0.5",
                                           "--output", "{T}/out"], says=("{T}/nope",), absent=("{T}/out/selected.jsonl",)),
+    Case("select: a .parquet that is not parquet", MPRM + ["select", "--input", "{T}/c.parquet", "--strategy", "bis",
+                                                            "--fraction", "0.5", "--output", "{T}/out"],
+         setup="not_parquet", says=("{T}/c.parquet: not a readable parquet file",),
+         absent=("{T}/out/selected.jsonl", "{T}/out/report.json")),
     Case("select: truncated last line", MPRM + ["select", "--input", "{T}/c.jsonl", "--strategy", "bis", "--fraction",
                                                 "0.5", "--output", "{T}/out"], setup="truncated",
          says=("{T}/c.jsonl:4:",), absent=("{T}/out/selected.jsonl", "{T}/out/report.json")),
