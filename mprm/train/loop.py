@@ -177,8 +177,8 @@ class Progress:
 
 
 def start_run(cfg: Config, argv: list[str] | None) -> Run:
-    """Strategy (before the model: ZeRO-3 init), batch geometry, run_info.json, seeds."""
-    check_required(cfg)
+    """Strategy (before the model: ZeRO-3 init), batch geometry, run_info.json, seeds (of a config
+    :func:`train` has checked)."""
     t, out = cfg.train, Path(cfg.train.output_dir)
     strategy = Strategy(mixed_precision=t.mixed_precision, log_with=cfg.logging.report_to, project_dir=out)
     accumulation = accumulation_steps(t.global_batch_size, t.micro_batch_size, strategy.world_size)

@@ -149,7 +149,7 @@ def read_launch(path: str | Path, *, gpus: int | None = None) -> Launch:
 def launch_from_env(env: dict[str, str] | None = None, *, gpus: int | None = None) -> Launch:
     """The launch ``accelerate launch`` describes in the environment of this process (read by
     ``strategy.launch_env``, the one reader of the launcher's variables)."""
-    le = launch_env(os.environ if env is None else env)
+    le = launch_env(env)
     kw = dict(world_size=gpus or le.world_size, machines=le.machines, cpu=le.cpu)
     if not le.deepspeed:
         return Launch(source="this launch", **kw)

@@ -121,9 +121,9 @@ def text_dims(hf_config: Any) -> TextDims:
                     intermediate=t.intermediate_size, vocab=t.vocab_size)
 
 
-def vision_dims(backbone: str, hf_config: Any) -> VisionDims:
-    """The vision tower's numbers, by the backbone registry's ``vision_flops`` entry (set by the
-    families that have a FLOPs formula: Qwen2.5-VL, InternVL)."""
+def _vision_flops(backbone: str) -> Any:
+    """The backbone registry's ``vision_flops`` entry of ``backbone`` (set by the families that have
+    a FLOPs formula: Qwen2.5-VL, InternVL); PlanError for an unknown family or one without it."""
     from mprm.models.backbones import get_backbone
 
     try:
@@ -132,7 +132,12 @@ def vision_dims(backbone: str, hf_config: Any) -> VisionDims:
         flops = None
     if flops is None:
         raise PlanError(f"no FLOPs formula for the vision tower of backbone {backbone!r}")
-    return flops.dims(hf_config)
+    return flops
+
+
+def vision_dims(backbone: str, hf_config: Any) -> VisionDims:
+    """The vision tower's numbers, by the backbone registry's ``vision_flops`` entry."""
+    return _vision_flops(backbone).dims(hf_config)
 
 
 # ---- FLOPs ---------------------------------------------------------------------------------
@@ -141,11 +146,7 @@ def vision_forward_flops(v: VisionDims, images: list[tuple[int, ...]]) -> dict[s
     (``image_grid_thw`` rows); InternVL ``(tiles,)``. A matmul of an [n, a] by [a, b] is 2nab. How
     an image becomes patches, tokens and attention pairs, and the projector's middle width, come
     from the registry entry of ``v.family`` (``BackboneSpec.vision_flops``)."""
-    from mprm.models.backbones import get_backbone
-
-    flops = get_backbone(v.family).vision_flops
-    if flops is None:
-        raise PlanError(f"no FLOPs formula for the vision tower of backbone {v.family!r}")
+    flops = _vision_flops(v.family)
     layer = 2 * (4 * v.hidden**2 + v.mlp_matrices * v.hidden * v.intermediate)
     mid = flops.projector_mid(v)
     out = {"vision_patch": 0.0, "vision_linear": 0.0, "vision_attention": 0.0, "projector_1": 0.0, "projector_2": 0.0}

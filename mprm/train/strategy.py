@@ -37,8 +37,8 @@ from typing import Any
 import torch
 
 
-def _env_true(name: str, env: Mapping[str, str] | None = None) -> bool:
-    return (os.environ if env is None else env).get(name, "").strip().lower() in ("1", "true", "yes")
+def _env_true(name: str, env: Mapping[str, str]) -> bool:
+    return env.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ rank aborted with the known message is run again once; anything else is returned
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -31,17 +32,9 @@ def _run(tmp_path: Path, mode: str, out: Path):
     script = tmp_path / "fake_train.py"
     script.write_text(SCRIPT.replace("TERMINATE", KNOWN_ABORT))
     counter = tmp_path / "count"
-    with pytest.warns(UserWarning, match="retrying once") if mode == "abort" and not out.exists() else _nothing():
+    with pytest.warns(UserWarning, match="retrying once") if mode == "abort" and not out.exists() else nullcontext():
         proc = run_train([sys.executable, str(script), mode, str(counter), f"train.output_dir={out}"], timeout=60)
     return proc, int(counter.read_text())
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_a_fresh_run_lost_to_the_known_abort_runs_once_more_from_scratch(tmp_path):

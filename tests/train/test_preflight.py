@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mprm.config import load_config
-from mprm.errors import Refusal, UserError, run_entry
+from mprm.errors import UserError, run_entry
 from mprm.train import plan
 from mprm.train.loop import PlanRefusal, preflight
 
